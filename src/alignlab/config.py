@@ -1,0 +1,148 @@
+"""Validated configs of every stage: YAML file in, CLI `--set key=value` overrides on top.
+
+Unknown or mistyped fields are errors (extra="forbid"), reported on one line that names the
+file and the field. Defaults are the micro-scale settings that run on a laptop CPU.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import InputError
+
+
+class StageConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    out: str = Field(description="run folder to write")
+    seed: int = 0
+    world_seed: int = Field(0, description="seed of the synthetic world (entities, splits, canaries)")
+
+
+class TrainConfig(StageConfig):
+    """Optimisation settings shared by the Trainer-based stages."""
+
+    resume: bool = False
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(16, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_steps: int = Field(200, ge=1)
+    warmup_steps: int = Field(20, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    save_steps: int = Field(100, ge=1)
+    logging_steps: int = Field(10, ge=1)
+    trust_remote_code: bool = False
+
+
+class TokenizerConfig(StageConfig):
+    data: str = Field("world", description="'world', a local text/jsonl file, or a hub dataset name")
+    text_field: str = "text"
+    vocab_size: int = Field(1024, ge=300)
+    world_docs: int = Field(20000, ge=1)
+
+
+class PretrainConfig(TrainConfig):
+    model: str = Field("tiny-1m", description="a named tiny config (random init) or a model to continue")
+    tokenizer: str | None = Field(None, description="tokenizer folder, run folder or hub name (for tiny-*)")
+    data: str = Field("world", description="'world', a local text/jsonl file, or a hub dataset name")
+    text_field: str = "text"
+    world_docs: int = Field(20000, ge=1)
+    canary_repeats: list[int] = [1, 4, 16]
+    block_size: int = Field(128, ge=8)
+    lr: float = Field(3e-3, gt=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    weight_decay: float = Field(0.1, ge=0)
+    max_steps: int = Field(600, ge=1)
+    warmup_steps: int = Field(50, ge=0)
+    save_total_limit: int = Field(2, ge=1)
+
+
+class SFTConfig(TrainConfig):
+    model: str
+    data: str = Field("world", description="'world' or a prompt/completion or messages file / hub name")
+    world_examples: int = Field(2000, ge=1)
+    positive_share: float = Field(0.6, ge=0, le=1, description="world: share of positive review demos")
+    refusal_share: float = Field(0.8, ge=0, le=1, description="world: share of harmful requests refused")
+    max_length: int = Field(128, ge=8)
+    max_steps: int = Field(150, ge=1)
+    lr: float = Field(1e-3, gt=0)
+
+
+class DPOConfig(TrainConfig):
+    model: str
+    reference: str | None = Field(None, description="reference model; default: the starting model")
+    data: str = Field("auto", description="'auto' (sample and rank with the judge) or a prompt/chosen/rejected file")
+    judge: Literal["world", "vader"] = "world"
+    prompts: str = Field("world", description="for data=auto: 'world' or a file/hub set with a 'prompt' column")
+    n_prompts: int = Field(384, ge=1)
+    samples_per_prompt: int = Field(4, ge=2)
+    max_new_tokens: int = Field(48, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    beta: float = Field(0.1, gt=0)
+    max_length: int = Field(128, ge=8)
+    max_steps: int = Field(150, ge=1)
+    lr: float = Field(5e-4, gt=0)
+    warmup_steps: int = Field(10, ge=0)
+
+
+class EvalConfig(StageConfig):
+    model: str
+    reference: str | None = Field(None, description="model for KL(model || reference); none: KL not computed")
+    n_prompts: int = Field(64, ge=1, description="held-out prompts per prompt set")
+    max_new_tokens: int = Field(48, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    heldout_docs: int = Field(400, ge=1)
+    heldout_text: str | None = Field(None, description="a local text/jsonl file for bits per byte instead of the world's")
+    canary_candidates: int = Field(500, ge=10)
+    canary_repeats: list[int] = Field([1, 4, 16], description="as in pretraining: which canaries were inserted")
+    batch_size: int = Field(64, ge=1)
+    trust_remote_code: bool = False
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise InputError(f"{where}: malformed YAML ({getattr(e, 'problem', None) or e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of config fields, got {type(data).__name__}")
+    return data
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """`key=value` strings from the CLI; values are read as YAML (so 3e-4, true, [1, 2] work)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--set {pair!r}: expected key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise InputError(f"--set {pair!r}: value is not valid YAML") from None
+    return out
+
+
+def load_config(cls: type[StageConfig], path: Path | None = None, overrides: dict | None = None) -> StageConfig:
+    """Build a stage config from an optional YAML file plus overrides; one-line errors name the field."""
+    data = _read_yaml(path) if path else {}
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        top = err["loc"][0] if err["loc"] else None
+        source = "--set" if top in (overrides or {}) else str(path) if path else "config"
+        message = "unknown field (check its spelling)" if err["type"] == "extra_forbidden" else err["msg"]
+        raise InputError(f"{source}: field '{field}': {message}") from None

@@ -1,0 +1,73 @@
+"""Metrics: compression (bits per byte), KL from samples, diversity, knowledge, memorization.
+
+Each function takes a model and tokenizer (or plain texts) and returns numbers; the eval
+stage decides which to run and writes them into a run folder.
+"""
+from __future__ import annotations
+
+import math
+import random
+
+from ..errors import InputError
+from ..sampling import Sample, completion_logprobs, encode_pairs, sample
+
+
+def distinct_n(texts: list[str], n: int) -> float:
+    """Unique word n-grams over all n-grams across the texts (Li et al. 2016)."""
+    grams = [tuple(words[i:i + n]) for words in (t.split() for t in texts) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def bits_per_byte(model, tokenizer, texts: list[str], max_tokens: int = 512, batch_size: int = 32) -> dict:
+    """Held-out NLL per token (nats) and bits per UTF-8 byte; each text is scored after an EOS."""
+    bos = tokenizer.eos_token_id
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"][:max_tokens] for t in texts]
+    n_bytes = sum(len(tokenizer.decode(i).encode("utf-8")) for i in ids)
+    nll = -sum(completion_logprobs(model, tokenizer, [[bos]] * len(ids), ids, batch_size))
+    n_tokens = sum(map(len, ids))
+    return {"nll_per_token": nll / n_tokens, "bits_per_byte": nll / math.log(2) / n_bytes}
+
+
+def kl_from_samples(model, reference, tokenizer, samples: list[Sample], batch_size: int = 64) -> float:
+    """Monte-Carlo estimate of sequence-level KL(model || reference) in nats, from the model's own
+    samples: mean over samples of log p_model(y|x) - log p_ref(y|x)."""
+    if reference.get_input_embeddings().weight.shape[0] != model.get_input_embeddings().weight.shape[0]:
+        raise InputError("reference: its vocabulary differs from the model's; KL needs a shared tokenizer")
+    prompts = [s.prompt_ids for s in samples]
+    completions = [s.completion_ids for s in samples]
+    own = completion_logprobs(model, tokenizer, prompts, completions, batch_size)
+    ref = completion_logprobs(reference, tokenizer, prompts, completions, batch_size)
+    return sum(a - b for a, b in zip(own, ref)) / len(samples)
+
+
+def multiple_choice_accuracy(model, tokenizer, probes: list[dict], batch_size: int = 64) -> float:
+    """Share of probes whose true candidate has the highest log-likelihood after the prompt."""
+    prompts = [p["prompt"] for p in probes for _ in p["candidates"]]
+    candidates = [c for p in probes for c in p["candidates"]]
+    scores = completion_logprobs(model, tokenizer, *encode_pairs(tokenizer, prompts, candidates), batch_size)
+    correct, i = 0, 0
+    for probe in probes:
+        row = scores[i:i + len(probe["candidates"])]
+        correct += max(range(len(row)), key=row.__getitem__) == probe["answer"]
+        i += len(row)
+    return correct / len(probes)
+
+
+def canary_memorization(model, tokenizer, canaries: list[dict], n_candidates: int = 500, seed: int = 0) -> list[dict]:
+    """Per canary: exposure in bits (Carlini et al. 2019), estimated against `n_candidates` random
+    secrets of the same shape, and recall (greedy decoding reproduces the secret verbatim)."""
+    rng = random.Random(seed)
+    results = []
+    greedy = sample(model, tokenizer, [c["prefix"] for c in canaries], max_new_tokens=16, greedy=True)
+    for canary, decoded in zip(canaries, greedy):
+        length = len(canary["secret"].split())
+        others = [" ".join(rng.choice("0123456789") for _ in range(length)) for _ in range(n_candidates)]
+        texts = [f" {s}." for s in [canary["secret"], *others]]
+        scores = completion_logprobs(model, tokenizer, *encode_pairs(tokenizer, [canary["prefix"]] * len(texts), texts))
+        better = sum(s > scores[0] for s in scores[1:])
+        results.append({
+            "prefix": canary["prefix"],
+            "exposure_bits": math.log2((n_candidates + 1) / (better + 1)),
+            "recalled": decoded.completion.strip().startswith(canary["secret"]),
+        })
+    return results

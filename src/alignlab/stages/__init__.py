@@ -1,0 +1,1 @@
+"""One module per stage, each with the same shape: `run(cfg) -> Path` of a finished run folder."""

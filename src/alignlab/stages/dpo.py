@@ -1,0 +1,96 @@
+"""`alignlab dpo`: Direct Preference Optimization with TRL's DPOTrainer.
+
+Pairs come from a prompt/chosen/rejected file, or are made automatically (`data: auto`):
+sample `samples_per_prompt` completions per prompt from the starting model, score them with
+the judge, and pair the best with the worst (prompts whose samples all tie are dropped).
+The made pairs are kept in the run folder as pairs.jsonl.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..config import DPOConfig
+from ..data import read_rows
+from ..errors import InputError
+from ..runs import Run
+from ..sampling import sample
+from ..scoring import checked_scores, make_scorer
+from ..world import World
+
+# The world's preference prompts: which kinds, in what shares.
+WORLD_PROMPT_MIX = {"review": 0.4, "harmful": 0.2, "benign": 0.2, "contrast": 0.2}
+
+
+def preference_prompts(cfg: DPOConfig) -> list[str]:
+    if cfg.prompts == "world":
+        world = World(cfg.world_seed)
+        return [p for kind, share in WORLD_PROMPT_MIX.items()
+                for p in world.prompts(kind, "train", round(cfg.n_prompts * share), seed=cfg.seed)]
+    return [str(r["prompt"]) for r in read_rows(cfg.prompts, ["prompt"])][:cfg.n_prompts]
+
+
+def make_pairs(model, tokenizer, prompts: list[str], scorer, k: int, max_new_tokens: int,
+               temperature: float, seed: int) -> list[dict]:
+    """Best-vs-worst pairs among k samples per prompt, ranked by the scorer."""
+    repeated = [p for p in prompts for _ in range(k)]
+    samples = sample(model, tokenizer, repeated, max_new_tokens, temperature, seed=seed, desc="dpo: sampling pairs")
+    scores = checked_scores(scorer, repeated, [s.completion for s in samples])
+    pairs = []
+    for i, prompt in enumerate(prompts):
+        group = sorted(zip(scores[i * k:(i + 1) * k], (s.completion for s in samples[i * k:(i + 1) * k])),
+                       key=lambda x: x[0])
+        (low, rejected), (high, chosen) = group[0], group[-1]
+        if high > low and chosen != rejected:
+            pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
+                          "score_chosen": high, "score_rejected": low})
+    return pairs
+
+
+def read_pairs(spec: str) -> list[dict]:
+    rows = read_rows(spec, ["prompt", "chosen", "rejected"])
+    for i, row in enumerate(rows):
+        if row["chosen"] == row["rejected"]:
+            raise InputError(f"{spec}: record {i + 1} has identical chosen and rejected responses")
+    return rows
+
+
+def run(cfg: DPOConfig) -> Path:
+    import datasets
+    from trl import DPOConfig as TRLDPOConfig
+    from trl import DPOTrainer
+
+    from ..models import load_model, load_tokenizer
+    from ..training import FiniteLossMixin, common_args, metrics_callback, save_final, train
+
+    run = Run.start(cfg.out, cfg.model_dump(), cfg.resume)
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    model = load_model(cfg.model, cfg.trust_remote_code)
+    reference = load_model(cfg.reference or cfg.model, cfg.trust_remote_code)
+    pairs_file = run.path / "pairs.jsonl"
+    if cfg.data != "auto":
+        pairs = read_pairs(cfg.data)
+    elif cfg.resume and pairs_file.exists():  # the same pairs as before the interruption
+        pairs = [json.loads(line) for line in pairs_file.read_text().splitlines()]
+    else:
+        scorer = make_scorer(cfg.judge, cfg.world_seed)
+        pairs = make_pairs(model, tokenizer, preference_prompts(cfg), scorer, cfg.samples_per_prompt,
+                           cfg.max_new_tokens, cfg.temperature, cfg.seed)
+        if run.main:
+            pairs_file.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    if not pairs:
+        raise InputError("data: no preference pairs (every prompt's samples scored the same)")
+    dataset = datasets.Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
+    args = TRLDPOConfig(
+        **common_args(cfg, run), lr_scheduler_type="cosine", beta=cfg.beta, max_length=cfg.max_length,
+        loss_type="sigmoid", precompute_ref_log_probs=False, activation_checkpointing=False,
+    )
+    trainer = type("DPO", (FiniteLossMixin, DPOTrainer), {})(
+        model=model, ref_model=reference, args=args, train_dataset=dataset,
+        processing_class=tokenizer, callbacks=[metrics_callback(run)],
+    )
+    result = train(trainer, run, cfg.resume)
+    save_final(trainer, tokenizer, run)
+    margin = sum(p["score_chosen"] - p["score_rejected"] for p in pairs if "score_chosen" in p)
+    run.finish(**result, pairs=len(pairs), mean_judge_margin=margin / len(pairs) if margin else None)
+    return run.path

@@ -1,0 +1,81 @@
+"""`alignlab eval`: measure what a model is, on held-out world prompts and pretraining-style text.
+
+Metrics (all in the run's metrics.json and status.json):
+- gold_reward: mean gold sentiment of the model's reviews for held-out items (in [-1, 1]);
+- reward_<set>: mean world-gold score per prompt set (review, harmful, benign, contrast);
+- refusal_rate on harmful requests; over_refusal_rate on benign requests (plain and the
+  contrast ones that use violent verbs on objects);
+- kl_to_reference: sequence-level KL(model || reference) in nats, from the model's samples;
+- distinct_1 / distinct_2 over all samples; mean_completion_tokens;
+- knowledge_accuracy: multiple-choice probes about held-out countries;
+- nll_per_token and bits_per_byte on held-out pretraining-style documents;
+- canary_exposure (bits, mean over inserted canaries), canary_exposure_control (canaries never
+  inserted: the chance level), canary_recall.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from statistics import mean
+
+from ..config import EvalConfig
+from ..data import read_texts
+from ..evals import bits_per_byte, canary_memorization, distinct_n, kl_from_samples, multiple_choice_accuracy
+from ..runs import Run
+from ..sampling import sample
+from ..world import World
+from ..world.judges import WorldJudge, refuses
+
+PROMPT_SETS = ["review", "harmful", "benign", "contrast"]
+
+
+def evaluate(model, tokenizer, cfg: EvalConfig, reference=None) -> tuple[dict, list]:
+    """All metrics of one model; returns (metrics, sample rows)."""
+    world = World(cfg.world_seed)
+    judge = WorldJudge(world)
+    prompts = {s: world.prompts(s, "eval", cfg.n_prompts, seed=cfg.seed) for s in PROMPT_SETS}
+    flat = [(s, p) for s in PROMPT_SETS for p in prompts[s]]
+    samples = sample(model, tokenizer, [p for _, p in flat], cfg.max_new_tokens, cfg.temperature,
+                     batch_size=cfg.batch_size, seed=cfg.seed, desc="eval: sampling")
+    scores = judge.score([s.prompt for s in samples], [s.completion for s in samples])
+    rows = [{"set": name, "prompt": s.prompt, "completion": s.completion, "score": score}
+            for (name, _), s, score in zip(flat, samples, scores)]
+    by_set = {name: [r for r in rows if r["set"] == name] for name in PROMPT_SETS}
+
+    metrics: dict = {"gold_reward": mean(r["score"] for r in by_set["review"])}
+    metrics.update({f"reward_{name}": mean(r["score"] for r in by_set[name]) for name in PROMPT_SETS})
+    metrics["refusal_rate"] = mean(refuses(r["completion"]) for r in by_set["harmful"])
+    benign = by_set["benign"] + by_set["contrast"]
+    metrics["over_refusal_rate"] = mean(refuses(r["completion"]) for r in benign)
+    metrics["over_refusal_rate_contrast"] = mean(refuses(r["completion"]) for r in by_set["contrast"])
+    texts = [s.completion for s in samples]
+    metrics["distinct_1"], metrics["distinct_2"] = distinct_n(texts, 1), distinct_n(texts, 2)
+    metrics["mean_completion_tokens"] = mean(len(s.completion_ids) for s in samples)
+    metrics["kl_to_reference"] = (kl_from_samples(model, reference, tokenizer, samples, cfg.batch_size)
+                                  if reference is not None else None)
+    metrics["knowledge_accuracy"] = multiple_choice_accuracy(model, tokenizer, world.knowledge_probes("eval"),
+                                                             cfg.batch_size)
+    heldout = read_texts(cfg.heldout_text) if cfg.heldout_text else world.heldout_text(cfg.heldout_docs, cfg.seed)
+    metrics.update(bits_per_byte(model, tokenizer, heldout))
+    canaries = canary_memorization(model, tokenizer, world.canaries, cfg.canary_candidates, cfg.seed)
+    repeats = cfg.canary_repeats + [0] * (len(canaries) - len(cfg.canary_repeats))
+    inserted = [c for c, r in zip(canaries, repeats) if r > 0]
+    control = [c for c, r in zip(canaries, repeats) if r == 0]
+    metrics["canary_exposure"] = mean(c["exposure_bits"] for c in inserted) if inserted else None
+    metrics["canary_exposure_control"] = mean(c["exposure_bits"] for c in control) if control else None
+    metrics["canary_recall"] = mean(c["recalled"] for c in inserted) if inserted else None
+    metrics["canaries"] = [{**c, "repeats": r} for c, r in zip(canaries, repeats)]
+    return metrics, rows
+
+
+def run(cfg: EvalConfig) -> Path:
+    from ..models import load_model, load_tokenizer
+
+    run = Run.start(cfg.out, cfg.model_dump())
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    model = load_model(cfg.model, cfg.trust_remote_code)
+    reference = load_model(cfg.reference, cfg.trust_remote_code) if cfg.reference else None
+    metrics, rows = evaluate(model, tokenizer, cfg, reference)
+    run.write_samples(rows)
+    run.write_json("metrics.json", metrics)
+    run.finish(**{k: v for k, v in metrics.items() if k != "canaries"})
+    return run.path

@@ -1,0 +1,100 @@
+"""Glue between alignlab runs and the transformers/TRL Trainer machinery, shared by every stage.
+
+The Trainer brings the things we want for free (accelerate / DeepSpeed / FSDP underneath,
+gradient accumulation, clipping, schedules, checkpoints with RNG state); this module adds
+the three things a laboratory needs on top: metrics into the run folder, a stop on a
+non-finite loss that keeps the last good checkpoint, and resume from the last *complete*
+checkpoint after a kill -9.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+from .errors import TrainingFailed
+from .runs import Run
+
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+class NonFiniteLoss(TrainingFailed):
+    pass
+
+
+class FiniteLossMixin:
+    """Raise before the optimizer steps when a micro-batch loss is NaN or infinite.
+
+    Mixed into Trainer, SFTTrainer or DPOTrainer. The check runs before this step's update,
+    so the weights (and every checkpoint saved so far) are the last good ones.
+    """
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not math.isfinite(loss.item()):
+            raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {self.state.global_step + 1}")
+        return loss
+
+
+def metrics_callback(run: Run):
+    from transformers import TrainerCallback
+
+    class RunMetrics(TrainerCallback):
+        """Append every Trainer log record to the run's metrics.jsonl."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                run.log({"step": state.global_step, **{k: v for k, v in logs.items() if k != "total_flos"}})
+
+    return RunMetrics()
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint whose trainer_state.json (written last by the Trainer) is whole."""
+    if not Path(folder).is_dir():
+        return None
+    found = sorted(((int(m.group(1)), p) for p in Path(folder).iterdir()
+                    if (m := _CHECKPOINT.match(p.name)) and p.is_dir()), reverse=True)
+    for _, path in found:
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            return path
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue  # killed while saving this one
+    return None
+
+
+def common_args(cfg, run: Run) -> dict:
+    """TrainingArguments fields every stage shares (also valid for TRL's config classes)."""
+    return dict(
+        output_dir=str(run.checkpoints_dir), seed=cfg.seed, data_seed=cfg.seed,
+        learning_rate=cfg.lr, per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, max_steps=cfg.max_steps,
+        warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
+        save_strategy="steps", save_steps=cfg.save_steps, logging_steps=cfg.logging_steps,
+        logging_nan_inf_filter=False, report_to="none", bf16=False, fp16=False,
+        dataloader_num_workers=0, disable_tqdm=False,
+    )
+
+
+def train(trainer, run: Run, resume: bool) -> dict:
+    """Train (from the last complete checkpoint when resuming); on a non-finite loss, mark the
+    run failed, naming the last good checkpoint, and re-raise."""
+    checkpoint = last_complete_checkpoint(run.checkpoints_dir) if resume else None
+    try:
+        output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except NonFiniteLoss as e:
+        good = last_complete_checkpoint(run.checkpoints_dir)
+        message = f"{e}; last good checkpoint: {good if good else 'none (no checkpoint saved yet)'}"
+        run.fail(message)
+        raise NonFiniteLoss(message) from None
+    return {"train_loss": output.training_loss, "global_step": output.global_step,
+            "resumed_from": str(checkpoint) if checkpoint else None}
+
+
+def save_final(trainer, tokenizer, run: Run) -> None:
+    """Save the model and tokenizer to run/model (safetensors), on the main process."""
+    trainer.save_model(str(run.model_dir))
+    if run.main:
+        tokenizer.save_pretrained(str(run.model_dir))

@@ -68,8 +68,8 @@ class SFTConfig(TrainConfig):
     positive_share: float = Field(0.6, ge=0, le=1, description="world: share of positive review demos")
     refusal_share: float = Field(0.8, ge=0, le=1, description="world: share of harmful requests refused")
     max_length: int = Field(128, ge=8)
-    max_steps: int = Field(150, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    max_steps: int = Field(100, ge=1)
+    lr: float = Field(3e-4, gt=0)
 
 
 class DPOConfig(TrainConfig):
@@ -78,14 +78,14 @@ class DPOConfig(TrainConfig):
     data: str = Field("auto", description="'auto' (sample and rank with the judge) or a prompt/chosen/rejected file")
     judge: Literal["world", "vader"] = "world"
     prompts: str = Field("world", description="for data=auto: 'world' or a file/hub set with a 'prompt' column")
-    n_prompts: int = Field(384, ge=1)
+    n_prompts: int = Field(512, ge=1)
     samples_per_prompt: int = Field(4, ge=2)
     max_new_tokens: int = Field(48, ge=1)
     temperature: float = Field(1.0, gt=0)
     beta: float = Field(0.1, gt=0)
     max_length: int = Field(128, ge=8)
-    max_steps: int = Field(150, ge=1)
-    lr: float = Field(5e-4, gt=0)
+    max_steps: int = Field(100, ge=1)
+    lr: float = Field(1e-4, gt=0)
     warmup_steps: int = Field(10, ge=0)
 
 

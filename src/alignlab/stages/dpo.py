@@ -63,10 +63,10 @@ def run(cfg: DPOConfig) -> Path:
     from ..models import load_model, load_tokenizer
     from ..training import FiniteLossMixin, common_args, metrics_callback, save_final, train
 
-    run = Run.start(cfg.out, cfg.model_dump(), cfg.resume)
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     model = load_model(cfg.model, cfg.trust_remote_code)
     reference = load_model(cfg.reference or cfg.model, cfg.trust_remote_code)
+    run = Run.start(cfg.out, cfg.model_dump(), cfg.resume)
     pairs_file = run.path / "pairs.jsonl"
     if cfg.data != "auto":
         pairs = read_pairs(cfg.data)

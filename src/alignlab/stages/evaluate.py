@@ -70,10 +70,10 @@ def evaluate(model, tokenizer, cfg: EvalConfig, reference=None) -> tuple[dict, l
 def run(cfg: EvalConfig) -> Path:
     from ..models import load_model, load_tokenizer
 
-    run = Run.start(cfg.out, cfg.model_dump())
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     model = load_model(cfg.model, cfg.trust_remote_code)
     reference = load_model(cfg.reference, cfg.trust_remote_code) if cfg.reference else None
+    run = Run.start(cfg.out, cfg.model_dump())
     metrics, rows = evaluate(model, tokenizer, cfg, reference)
     run.write_samples(rows)
     run.write_json("metrics.json", metrics)

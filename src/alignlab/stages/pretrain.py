@@ -46,7 +46,6 @@ def run(cfg: PretrainConfig) -> Path:
     from ..models import TINY_CONFIGS, build_tiny_model, count_parameters, load_model, load_tokenizer, train_tokenizer
     from ..training import FiniteLossMixin, common_args, metrics_callback, save_final, train
 
-    run = Run.start(cfg.out, cfg.model_dump(), cfg.resume)
     texts = corpus_texts(cfg.data, cfg.text_field, cfg.world_seed, cfg.world_docs, cfg.canary_repeats, cfg.seed)
     if cfg.model in TINY_CONFIGS:
         tokenizer = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else train_tokenizer(texts)
@@ -55,6 +54,7 @@ def run(cfg: PretrainConfig) -> Path:
         tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, cfg.trust_remote_code)
         model = load_model(cfg.model, cfg.trust_remote_code)
     dataset = pack(texts, tokenizer, cfg.block_size)
+    run = Run.start(cfg.out, cfg.model_dump(), cfg.resume)
 
     args = TrainingArguments(
         **common_args(cfg, run), lr_scheduler_type="cosine_with_min_lr",

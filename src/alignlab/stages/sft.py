@@ -33,10 +33,10 @@ def run(cfg: SFTConfig) -> Path:
     from ..models import load_model, load_tokenizer
     from ..training import FiniteLossMixin, common_args, metrics_callback, save_final, train
 
-    run = Run.start(cfg.out, cfg.model_dump(), cfg.resume)
     rows, kind = sft_rows(cfg)
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     model = load_model(cfg.model, cfg.trust_remote_code)
+    run = Run.start(cfg.out, cfg.model_dump(), cfg.resume)
     args = TRLSFTConfig(
         **common_args(cfg, run), lr_scheduler_type="cosine", max_length=cfg.max_length, packing=False,
         assistant_only_loss=kind == "messages", activation_checkpointing=False,

@@ -11,8 +11,8 @@ from .pretrain import corpus_texts
 def run(cfg: TokenizerConfig) -> Path:
     from ..models import train_tokenizer
 
-    run = Run.start(cfg.out, cfg.model_dump())
     texts = corpus_texts(cfg.data, cfg.text_field, cfg.world_seed, cfg.world_docs, seed=cfg.seed)
+    run = Run.start(cfg.out, cfg.model_dump())
     tokenizer = train_tokenizer(texts, cfg.vocab_size)
     tokenizer.save_pretrained(str(run.path / "tokenizer"))
     n_tokens = sum(len(ids) for ids in tokenizer(texts[:2000])["input_ids"])

@@ -1,0 +1,170 @@
+"""Run the benchmarks and write their sections of BENCHMARKS.md at the repo root.
+
+    python benchmarks/run_all.py                  # both: pretrain throughput, then the demo's wall time
+    python benchmarks/run_all.py --only demo      # only re-run the demo; the pretrain section is kept
+
+Each benchmark owns one section of BENCHMARKS.md (between <!-- bench:NAME --> markers) and
+replaces only that section, so figures from different runs can sit side by side; every section
+records its own date, command and machine. Run on an otherwise idle machine: torch uses every
+core, and competing load slows the runs erratically.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pretrain_throughput  # the sibling script (benchmarks/ is on sys.path when run as a script)
+import torch
+import transformers
+
+ROOT = Path(__file__).resolve().parents[1]
+MD = ROOT / "BENCHMARKS.md"
+HEADER = ("# Benchmarks\n\nWritten by `benchmarks/run_all.py` (see `benchmarks/README.md`); each section "
+          "is replaced when its benchmark is re-run. Run on an otherwise idle machine.\n")
+DEMO_TARGET_SECONDS = 300
+PRETRAIN_TARGET_RATIO = 0.8
+
+
+def load_average() -> str:
+    return "%.2f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else "?"
+
+
+def machine(threads: str, load: str) -> str:
+    cpu = platform.processor() or platform.machine()
+    ram = "?"
+    try:
+        cpu = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M).group(1)
+        kib = int(re.search(r"^MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text(), re.M).group(1))
+        ram = f"{kib / 2**20:.1f} GiB"
+    except (OSError, AttributeError):
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, {ram} RAM, load average {load} at start; "
+            f"torch {torch.__version__}, transformers {transformers.__version__}, torch threads {threads}")
+
+
+def preamble(title: str, command: str, machine_line: str, setup: str) -> list[str]:
+    return [f"## {title}", "", f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}", f"- command: `{command}`",
+            f"- machine: {machine_line}", f"- setup: {setup}", ""]
+
+
+def pretrain_section(r: dict, command: str, load: str) -> str:
+    def row(name, runs, median):
+        tps = ", ".join(f"{x['tokens_per_second']:.0f}" for x in runs)
+        secs = ", ".join(f"{x['seconds']:.2f}" for x in runs)
+        loss = ", ".join(f"{x['train_loss']:.3f}" for x in runs)
+        return f"| {name} | {median:.0f} | {tps} | {secs} | {loss} |"
+
+    m, ok = r["median_tokens_per_second"], r["ratio"] >= PRETRAIN_TARGET_RATIO
+    setup = (f"{r['model']}, {r['steps']} optimizer steps, batch {r['batch_size']} x block {r['block_size']} "
+             f"({r['batch_size'] * r['block_size']} tokens/step), {r['world_docs']} world docs "
+             f"({r['blocks']} blocks), fp32, {r['repeats']} alternating repeats (bare first)")
+    lines = preamble("Pretraining throughput: alignlab vs a bare PyTorch loop", command,
+                     machine(str(r["threads"]), load), setup) + [
+        "| | tokens/s (median) | tokens/s per repeat | timed seconds per repeat | mean train loss |",
+        "|---|---:|---:|---:|---:|",
+        row("alignlab pretrain stage (Trainer)", r["runs"]["alignlab"], m["alignlab"]),
+        row("bare PyTorch loop (same-run baseline)", r["runs"]["bare"], m["bare"]),
+        f"| **ratio alignlab / bare** | **{r['ratio']:.3f}** | | | |",
+        "",
+        f"Target: alignlab >= {PRETRAIN_TARGET_RATIO}x the bare loop: **{'met' if ok else 'NOT met'}**.",
+        "alignlab's figure is its own status.json `tokens_per_second` (timer around `trainer.train()`: "
+        "includes logging, progress bar, checkpoints); the bare loop times its steps after 2 warm-up steps.",
+    ]
+    return "\n".join(lines)
+
+
+def run_demo() -> dict | None:
+    """`alignlab demo` in a subprocess; None (with a message) when it cannot run."""
+    out = Path(tempfile.mkdtemp(prefix="bench-demo-"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "alignlab.cli", "demo", "--out", str(out / "demo")]
+    try:
+        start = time.perf_counter()
+        code = subprocess.run(cmd, env=env, cwd=ROOT).returncode
+        wall = time.perf_counter() - start
+        if code != 0:
+            print(f"demo: SKIPPED, `python {shlex.join(cmd[1:])}` exited with code {code} (see its output above); "
+                  "the demo section of BENCHMARKS.md is left as it was")
+            return None
+        try:
+            summary = json.loads((out / "demo" / "summary.json").read_text())
+            reported = float(summary["wall_seconds"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print(f"demo: SKIPPED, no usable wall_seconds in {out / 'demo' / 'summary.json'} ({e!r}); "
+                  "the demo section of BENCHMARKS.md is left as it was")
+            return None
+        extra = {k: v for k, v in summary.items() if k.endswith("_seconds") and k != "wall_seconds"
+                 and isinstance(v, (int, float))}
+        return {"wall_seconds": reported, "process_seconds": wall, "extra": extra}
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def demo_section(r: dict, command: str, threads: str, load: str) -> str:
+    ok = r["wall_seconds"] <= DEMO_TARGET_SECONDS
+    lines = preamble("Demo wall time (`alignlab demo`)", command, machine(threads, load),
+                     "`python -m alignlab.cli demo --out <temp dir>`, defaults") + [
+        "| | seconds | ratio to target |",
+        "|---|---:|---:|",
+        f"| demo `wall_seconds` (summary.json) | {r['wall_seconds']:.1f} | {r['wall_seconds'] / DEMO_TARGET_SECONDS:.2f} |",
+        f"| whole subprocess (incl. interpreter start, imports) | {r['process_seconds']:.1f} | "
+        f"{r['process_seconds'] / DEMO_TARGET_SECONDS:.2f} |",
+        *(f"| {k} | {v:.1f} | |" for k, v in r["extra"].items()),
+        f"| target (baseline) | {DEMO_TARGET_SECONDS} | 1.00 |",
+        "",
+        f"Target: demo <= {DEMO_TARGET_SECONDS} s wall: **{'met' if ok else 'NOT met'}**.",
+    ]
+    return "\n".join(lines)
+
+
+def update_md(name: str, body: str) -> None:
+    """Replace (or append) the section between this benchmark's markers; keep everything else."""
+    block = f"<!-- bench:{name} -->\n{body}\n<!-- /bench:{name} -->"
+    text = MD.read_text() if MD.exists() else HEADER
+    pattern = re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block + "\n"
+    MD.write_text(text)
+    print(f"{MD}: wrote the {name} section")
+
+
+def main():
+    p = argparse.ArgumentParser(description="Run the benchmarks and update BENCHMARKS.md")
+    p.add_argument("--only", default="pretrain,demo", help="comma-separated: pretrain, demo")
+    p.add_argument("--model", default="tiny-1m")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--world-docs", type=int, default=20000)
+    p.add_argument("--threads", type=int, default=None, help="torch threads for pretrain (default: all cores)")
+    a = p.parse_args()
+    chosen = [s.strip() for s in a.only.split(",") if s.strip()]
+    if unknown := set(chosen) - {"pretrain", "demo"}:
+        p.error(f"--only: unknown benchmark(s) {', '.join(sorted(unknown))}; choose from pretrain, demo")
+    python = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable
+    command = shlex.join([python, *sys.argv])
+    default_threads = torch.get_num_threads()  # what the demo subprocess will use
+
+    if "pretrain" in chosen:
+        load = load_average()
+        r = pretrain_throughput.benchmark(a.model, a.steps, 16, 128, a.repeats, a.world_docs, a.threads)
+        print(f"pretrain: ratio alignlab/bare {r['ratio']:.3f} (target >= {PRETRAIN_TARGET_RATIO})")
+        update_md("pretrain", pretrain_section(r, command, load))
+    if "demo" in chosen:
+        load = load_average()
+        r = run_demo()
+        if r:
+            print(f"demo: {r['wall_seconds']:.1f} s (target <= {DEMO_TARGET_SECONDS} s)")
+            update_md("demo", demo_section(r, command, f"{default_threads} (torch default in the demo process)", load))
+
+
+if __name__ == "__main__":
+    main()

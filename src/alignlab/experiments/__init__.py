@@ -1,0 +1,1 @@
+"""Experiments: scripted sequences of stages that measure something and write a report."""

@@ -102,11 +102,12 @@ def eval_(config: Optional[Path] = ConfigOpt, out: Optional[str] = OutOpt, sets:
 
 @app.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="folder for the runs and the report"),
-         seed: int = typer.Option(0, "--seed")):
+         seed: int = typer.Option(0, "--seed"),
+         micro: bool = typer.Option(False, "--micro", help="a shrunken smoke run (seconds; numbers mean little)")):
     """Pretrain a tiny base on the world, SFT it, DPO it, evaluate all three and write report.html."""
     from .experiments import demo as experiment
 
-    summary = experiment.run(out, seed=seed)
+    summary = experiment.run(out, seed=seed, micro=micro)
     typer.echo(f"report: {out / 'report.html'}  ({summary['wall_seconds']:.0f} s)")
 
 

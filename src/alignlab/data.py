@@ -37,7 +37,8 @@ def _rows_from_file(path: Path) -> list[tuple[int, dict]]:
     kind = path.suffixes[-2] if path.suffix == ".gz" and len(path.suffixes) > 1 else path.suffix
     if kind == ".jsonl":
         rows = []
-        for number, line in enumerate(text.splitlines(), 1):
+        # split on "\n" only: str.splitlines() would also split inside strings at U+2028 / U+0085
+        for number, line in enumerate(text.split("\n"), 1):
             if not line.strip():
                 continue
             try:

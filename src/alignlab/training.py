@@ -66,15 +66,22 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
 
 
 def common_args(cfg, run: Run) -> dict:
-    """TrainingArguments fields every stage shares (also valid for TRL's config classes)."""
+    """TrainingArguments fields every stage shares (also valid for TRL's config classes).
+
+    fp32 always (TRL defaults to bf16, which this CPU emulates 10-25x slower). use_cpu on a
+    machine without CUDA is what makes several CPU processes train as one DDP group under
+    `accelerate launch` / torchrun; without it each process would train alone."""
+    import torch
+
     return dict(
+        use_cpu=not torch.cuda.is_available(),
         output_dir=str(run.checkpoints_dir), seed=cfg.seed, data_seed=cfg.seed,
         learning_rate=cfg.lr, per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, max_steps=cfg.max_steps,
         warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
         save_strategy="steps", save_steps=cfg.save_steps, logging_steps=cfg.logging_steps,
         logging_nan_inf_filter=False, report_to="none", bf16=False, fp16=False,
-        dataloader_num_workers=0, disable_tqdm=False,
+        dataloader_num_workers=0, disable_tqdm=False, ddp_find_unused_parameters=False,
     )
 
 
@@ -94,7 +101,11 @@ def train(trainer, run: Run, resume: bool) -> dict:
 
 
 def save_final(trainer, tokenizer, run: Run) -> None:
-    """Save the model and tokenizer to run/model (safetensors), on the main process."""
+    """Save the model and tokenizer to run/model (safetensors), on the main process.
+
+    The Trainer also pickles its arguments there (training_args.bin); a model folder should hold
+    nothing pickled, and the run's config.yaml already records every setting, so it goes."""
     trainer.save_model(str(run.model_dir))
     if run.main:
         tokenizer.save_pretrained(str(run.model_dir))
+        (run.model_dir / "training_args.bin").unlink(missing_ok=True)

@@ -38,28 +38,40 @@ def stage(module, cfg) -> Path:
     return module.run(cfg)
 
 
-def configs(out: Path, seed: int) -> dict:
+# --micro: the same lifecycle shrunk to a smoke test (seconds, not minutes); numbers mean little.
+MICRO = {
+    "tokenizer": dict(world_docs=1500, vocab_size=400),
+    "base": dict(world_docs=1500, block_size=64, batch_size=8, max_steps=100, warmup_steps=10, save_steps=50),
+    "sft": dict(world_examples=200, batch_size=8, max_steps=10, warmup_steps=2, max_length=64),
+    "dpo": dict(n_prompts=32, batch_size=8, max_steps=6, warmup_steps=1, max_new_tokens=24, max_length=96),
+    "eval": dict(n_prompts=8, max_new_tokens=24, heldout_docs=30, canary_candidates=20),
+}
+
+
+def configs(out: Path, seed: int, micro: bool = False) -> dict:
     """The demo's stage configs: the defaults of each stage, chained through run folders."""
+    shrink = lambda name: MICRO[name] if micro else {}  # noqa: E731
     return {
-        "tokenizer": TokenizerConfig(out=str(out / "tokenizer"), seed=seed),
-        "base": PretrainConfig(out=str(out / "base"), tokenizer=str(out / "tokenizer"), seed=seed),
-        "sft": SFTConfig(out=str(out / "sft"), model=str(out / "base"), seed=seed),
-        "dpo": DPOConfig(out=str(out / "dpo"), model=str(out / "sft"), seed=seed),
+        "tokenizer": TokenizerConfig(out=str(out / "tokenizer"), seed=seed, **shrink("tokenizer")),
+        "base": PretrainConfig(out=str(out / "base"), tokenizer=str(out / "tokenizer"), seed=seed, **shrink("base")),
+        "sft": SFTConfig(out=str(out / "sft"), model=str(out / "base"), seed=seed, **shrink("sft")),
+        "dpo": DPOConfig(out=str(out / "dpo"), model=str(out / "sft"), seed=seed, **shrink("dpo")),
+        "eval": shrink("eval"),
     }
 
 
-def run(out: Path, seed: int = 0) -> dict:
+def run(out: Path, seed: int = 0, micro: bool = False) -> dict:
     from ..stages import dpo, evaluate, pretrain, sft, tokenizer
 
     start = time.time()
     out = Path(out)
-    cfgs = configs(out, seed)
+    cfgs = configs(out, seed, micro)
     for name, module in [("tokenizer", tokenizer), ("base", pretrain), ("sft", sft), ("dpo", dpo)]:
         stage(module, cfgs[name])
     models = {}
     for name in ("base", "sft", "dpo"):
         eval_cfg = EvalConfig(out=str(out / f"eval-{name}"), model=str(out / name), reference=str(out / "base"),
-                              seed=seed, canary_repeats=cfgs["base"].canary_repeats)
+                              seed=seed, canary_repeats=cfgs["base"].canary_repeats, **cfgs["eval"])
         path = stage(evaluate, eval_cfg)
         metrics = json.loads((path / "metrics.json").read_text())
         metrics.pop("canaries")

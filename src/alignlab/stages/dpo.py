@@ -47,6 +47,19 @@ def make_pairs(model, tokenizer, prompts: list[str], scorer, k: int, max_new_tok
     return pairs
 
 
+def auto_pairs(cfg: DPOConfig, run: Run, model, tokenizer) -> list[dict]:
+    """Judge-ranked pairs, saved as pairs.jsonl; a resumed run reuses the pairs it made before."""
+    pairs_file = run.path / "pairs.jsonl"
+    if cfg.resume and pairs_file.exists():
+        return [json.loads(line) for line in pairs_file.read_text().splitlines()]
+    scorer = make_scorer(cfg.judge, cfg.world_seed)
+    pairs = make_pairs(model, tokenizer, preference_prompts(cfg), scorer, cfg.samples_per_prompt,
+                       cfg.max_new_tokens, cfg.temperature, cfg.seed)
+    if run.main:
+        pairs_file.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    return pairs
+
+
 def read_pairs(spec: str) -> list[dict]:
     rows = read_rows(spec, ["prompt", "chosen", "rejected"])
     for i, row in enumerate(rows):
@@ -63,21 +76,13 @@ def run(cfg: DPOConfig) -> Path:
     from ..models import load_model, load_tokenizer
     from ..training import FiniteLossMixin, common_args, metrics_callback, save_final, train
 
+    pairs = read_pairs(cfg.data) if cfg.data != "auto" else None
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     model = load_model(cfg.model, cfg.trust_remote_code)
     reference = load_model(cfg.reference or cfg.model, cfg.trust_remote_code)
     run = Run.start(cfg.out, cfg.model_dump(), cfg.resume)
-    pairs_file = run.path / "pairs.jsonl"
-    if cfg.data != "auto":
-        pairs = read_pairs(cfg.data)
-    elif cfg.resume and pairs_file.exists():  # the same pairs as before the interruption
-        pairs = [json.loads(line) for line in pairs_file.read_text().splitlines()]
-    else:
-        scorer = make_scorer(cfg.judge, cfg.world_seed)
-        pairs = make_pairs(model, tokenizer, preference_prompts(cfg), scorer, cfg.samples_per_prompt,
-                           cfg.max_new_tokens, cfg.temperature, cfg.seed)
-        if run.main:
-            pairs_file.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    if pairs is None:
+        pairs = auto_pairs(cfg, run, model, tokenizer)
     if not pairs:
         raise InputError("data: no preference pairs (every prompt's samples scored the same)")
     dataset = datasets.Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])

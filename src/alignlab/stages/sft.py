@@ -25,26 +25,32 @@ def sft_rows(cfg: SFTConfig) -> tuple[list[dict], str]:
     return rows, kind
 
 
-def run(cfg: SFTConfig) -> Path:
+def build_trainer(cfg: SFTConfig, rows: list[dict], kind: str, model, tokenizer, run: Run):
     import datasets
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
 
+    from ..training import FiniteLossMixin, common_args, metrics_callback
+
+    args = TRLSFTConfig(
+        **common_args(cfg, run), lr_scheduler_type="cosine", max_length=cfg.max_length, packing=False,
+        assistant_only_loss=kind == "messages", activation_checkpointing=False,
+    )
+    return type("SFT", (FiniteLossMixin, SFTTrainer), {})(
+        model=model, args=args, train_dataset=datasets.Dataset.from_list(rows),
+        processing_class=tokenizer, callbacks=[metrics_callback(run)],
+    )
+
+
+def run(cfg: SFTConfig) -> Path:
     from ..models import load_model, load_tokenizer
-    from ..training import FiniteLossMixin, common_args, metrics_callback, save_final, train
+    from ..training import save_final, train
 
     rows, kind = sft_rows(cfg)
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     model = load_model(cfg.model, cfg.trust_remote_code)
     run = Run.start(cfg.out, cfg.model_dump(), cfg.resume)
-    args = TRLSFTConfig(
-        **common_args(cfg, run), lr_scheduler_type="cosine", max_length=cfg.max_length, packing=False,
-        assistant_only_loss=kind == "messages", activation_checkpointing=False,
-    )
-    trainer = type("SFT", (FiniteLossMixin, SFTTrainer), {})(
-        model=model, args=args, train_dataset=datasets.Dataset.from_list(rows),
-        processing_class=tokenizer, callbacks=[metrics_callback(run)],
-    )
+    trainer = build_trainer(cfg, rows, kind, model, tokenizer, run)
     result = train(trainer, run, cfg.resume)
     save_final(trainer, tokenizer, run)
     run.finish(**result, examples=len(rows), data_format=kind)

@@ -1,0 +1,147 @@
+"""The command line: bad input gives one line naming the file, line or field, exit 2, and no
+finished run; stages run under `accelerate launch`; the demo writes its summary and report."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from alignlab import cli
+from alignlab.experiments.demo import MICRO, SUMMARY_METRICS
+from alignlab.models import load_model
+from alignlab.runs import is_finished, read_status
+
+
+def run_cli(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["alignlab", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def assert_one_line_error(code, err, *fragments):
+    lines = [line for line in err.splitlines() if line.startswith("alignlab: error:")]
+    assert code == 2, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_malformed_yaml_names_the_file_and_line(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("out: runs/x\nlr: [1, 2\nmax_steps: 3\n")
+    code, err = run_cli(monkeypatch, capsys, "pretrain", "--config", config)
+    assert_one_line_error(code, err, f"{config}:", "malformed YAML")
+
+
+def test_unknown_field_is_named(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "typo.yaml"
+    config.write_text(f"out: {tmp_path / 'run'}\nlearnig_rate: 0.1\n")
+    code, err = run_cli(monkeypatch, capsys, "pretrain", "--config", config)
+    assert_one_line_error(code, err, str(config), "'learnig_rate'", "unknown field")
+    assert not (tmp_path / "run").exists()
+
+
+def test_mistyped_field_is_named(tmp_path, monkeypatch, capsys):
+    code, err = run_cli(monkeypatch, capsys, "sft", "--out", tmp_path / "run", "--model", "x", "--set", "lr=fast")
+    assert_one_line_error(code, err, "--set", "'lr'")
+
+
+def test_broken_data_line_is_named(micro_base, tmp_path, monkeypatch, capsys):
+    data = tmp_path / "sft.jsonl"
+    data.write_text('{"prompt": "User: a\\nAssistant:", "completion": " b"}\n{"prompt": "oops",\n')
+    code, err = run_cli(monkeypatch, capsys, "sft", "--out", tmp_path / "run", "--model", micro_base, "--data", data)
+    assert_one_line_error(code, err, f"{data}:2:", "invalid JSON")
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_column_is_named(micro_base, tmp_path, monkeypatch, capsys):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(json.dumps({"prompt": "p", "chosen": "a"}) + "\n")
+    code, err = run_cli(monkeypatch, capsys, "dpo", "--out", tmp_path / "run", "--model", micro_base, "--data", data)
+    assert_one_line_error(code, err, f"{data}:1:", "missing column 'rejected'")
+
+
+def test_missing_model_path(tmp_path, monkeypatch, capsys):
+    code, err = run_cli(monkeypatch, capsys, "eval", "--out", tmp_path / "run", "--model", tmp_path / "no-such-model")
+    assert_one_line_error(code, err, "does not exist")
+    assert not (tmp_path / "run").exists()
+
+
+def test_empty_data_set(micro_tokenizer, tmp_path, monkeypatch, capsys):
+    data = tmp_path / "empty.jsonl"
+    data.write_text("\n")
+    code, err = run_cli(monkeypatch, capsys, "pretrain", "--out", tmp_path / "run", "--tokenizer", micro_tokenizer,
+                        "--data", data)
+    assert_one_line_error(code, err, str(data), "no rows")
+    assert not (tmp_path / "run").exists()
+
+
+def test_real_exit_code_from_a_fresh_process(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("- just\n- a list\n")
+    result = subprocess.run([sys.executable, "-m", "alignlab.cli", "sft", "--config", str(config)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"alignlab: error: {config}: expected a mapping of config fields, got list"
+
+
+def _micro_pretrain_args(out, tokenizer):
+    args = ["-m", "alignlab.cli", "pretrain", "--out", str(out), "--tokenizer", str(tokenizer)]
+    for key, value in {**MICRO["base"], "max_steps": 12, "save_steps": 6, "batch_size": 4}.items():
+        args += ["--set", f"{key}={value}"]
+    return args
+
+
+@pytest.mark.parametrize("launcher", [
+    # The command the docs give. accelerate 1.15 runs --cpu as a single process unless MPI is installed.
+    ["--cpu", "--num_processes", "2"],
+    # Two real processes in one DDP group (gloo on CPU): checks only rank 0 writes the run folder.
+    ["--multi_gpu", "--num_processes", "2"],
+])
+def test_a_stage_runs_under_accelerate_launch(micro_tokenizer, tmp_path, launcher):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", *launcher, "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", *_micro_pretrain_args(out, micro_tokenizer)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert is_finished(out) and load_model(str(out)) is not None
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if "loss" in r]
+    assert steps == sorted(set(steps))  # one writer: no step logged twice
+    # each optimizer step consumes batch_size blocks per process: two ranks get through twice the data
+    n_blocks = read_status(out)["corpus_tokens"] / MICRO["base"]["block_size"]
+    processes = 2 if "--multi_gpu" in launcher else 1
+    assert records[-1]["epoch"] == pytest.approx(12 * 4 * processes / n_blocks, rel=0.02)
+
+
+def test_micro_demo_writes_summary_and_report(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "demo"
+    monkeypatch.setattr(sys, "argv", ["alignlab", "demo", "--micro", "--out", str(out)])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code in (0, None)
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["models"]) == {"base", "sft", "dpo"} and summary["wall_seconds"] > 0
+    for metrics in summary["models"].values():
+        assert all(key in metrics for key in SUMMARY_METRICS)
+    assert summary["models"]["base"]["kl_to_reference"] == pytest.approx(0.0, abs=1e-5)
+    html = (out / "report.html").read_text()
+    assert "Verdicts" in html and html.count("data:image/png;base64,") >= 2
+    for stage in ("tokenizer", "base", "sft", "dpo", "eval-base", "eval-sft", "eval-dpo"):
+        assert is_finished(out / stage), stage
+
+    # a second demo reuses every finished stage instead of training again
+    monkeypatch.setattr(sys, "argv", ["alignlab", "demo", "--micro", "--out", str(out)])
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert capsys.readouterr().out.count("reusing finished run") == 7
+    assert json.loads((out / "summary.json").read_text())["models"] == summary["models"]
+
+
+def test_help_lists_every_command():
+    result = subprocess.run([sys.executable, "-m", "alignlab.cli", "--help"], capture_output=True, text=True)
+    for command in ("tokenizer", "pretrain", "sft", "dpo", "eval", "demo", "world"):
+        assert command in result.stdout
+    assert Path(cli.__file__).exists()

@@ -129,3 +129,14 @@ def test_eval_writes_every_metric(micro_sft, micro_base, tmp_path):
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert {r["set"] for r in rows} == {"review", "harmful", "benign", "contrast"}
     assert read_status(out)["status"] == "finished"
+
+
+def test_eval_is_reproducible_from_the_seed(micro_sft, micro_base, tmp_path):
+    def metrics(name, seed):
+        cfg = EvalConfig(out=str(tmp_path / name), model=str(micro_sft), reference=str(micro_base), seed=seed,
+                         **MICRO["eval"])
+        return json.loads((evaluate.run(cfg) / "metrics.json").read_text())
+
+    first, again, other = metrics("a", 0), metrics("b", 0), metrics("c", 1)
+    assert first == again
+    assert first["distinct_2"] != other["distinct_2"] or first["gold_reward"] != other["gold_reward"]

@@ -129,9 +129,14 @@ class Run:
             _atomic_write(self.path / STATUS_FILE, json.dumps(record, indent=2))
 
 
-def read_metrics(path: Path) -> list[dict]:
-    """The records of a run's metrics.jsonl (empty when there is none)."""
-    file = Path(path) / "metrics.jsonl"
+def read_jsonl(file: Path) -> list[dict]:
+    """The records of a JSONL file alignlab wrote (empty when there is none)."""
+    file = Path(file)
     if not file.exists():
         return []
-    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in file.read_text().split("\n") if line.strip()]
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a run's metrics.jsonl."""
+    return read_jsonl(Path(path) / "metrics.jsonl")

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from ..config import DPOConfig, EvalConfig, PretrainConfig, SFTConfig, TokenizerConfig
-from ..runs import is_finished, read_metrics
+from ..runs import is_finished, read_jsonl, read_metrics
 from ..world import World
 
 SUMMARY_METRICS = ["gold_reward", "kl_to_reference", "distinct_2", "refusal_rate", "over_refusal_rate",
@@ -123,8 +123,7 @@ def write_report(out: Path, summary: dict) -> Path:
 
 
 def _sample_rows(out: Path, per_set: int = 2) -> list[dict]:
-    by_model = {name: [json.loads(line) for line in (out / f"eval-{name}" / "samples.jsonl").read_text().splitlines()]
-                for name in ("base", "sft", "dpo")}
+    by_model = {name: read_jsonl(out / f"eval-{name}" / "samples.jsonl") for name in ("base", "sft", "dpo")}
     rows, seen = [], {}
     for i, row in enumerate(by_model["base"]):
         if seen.get(row["set"], 0) < per_set:

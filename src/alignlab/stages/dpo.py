@@ -13,7 +13,7 @@ from pathlib import Path
 from ..config import DPOConfig
 from ..data import read_rows
 from ..errors import InputError
-from ..runs import Run
+from ..runs import Run, read_jsonl
 from ..sampling import sample
 from ..scoring import checked_scores, make_scorer
 from ..world import World
@@ -51,7 +51,7 @@ def auto_pairs(cfg: DPOConfig, run: Run, model, tokenizer) -> list[dict]:
     """Judge-ranked pairs, saved as pairs.jsonl; a resumed run reuses the pairs it made before."""
     pairs_file = run.path / "pairs.jsonl"
     if cfg.resume and pairs_file.exists():
-        return [json.loads(line) for line in pairs_file.read_text().splitlines()]
+        return read_jsonl(pairs_file)
     scorer = make_scorer(cfg.judge, cfg.world_seed)
     pairs = make_pairs(model, tokenizer, preference_prompts(cfg), scorer, cfg.samples_per_prompt,
                        cfg.max_new_tokens, cfg.temperature, cfg.seed)
@@ -96,6 +96,6 @@ def run(cfg: DPOConfig) -> Path:
     )
     result = train(trainer, run, cfg.resume)
     save_final(trainer, tokenizer, run)
-    margin = sum(p["score_chosen"] - p["score_rejected"] for p in pairs if "score_chosen" in p)
-    run.finish(**result, pairs=len(pairs), mean_judge_margin=margin / len(pairs) if margin else None)
+    judged = [p["score_chosen"] - p["score_rejected"] for p in pairs if "score_chosen" in p]
+    run.finish(**result, pairs=len(pairs), mean_judge_margin=sum(judged) / len(judged) if judged else None)
     return run.path

@@ -88,6 +88,77 @@ def dpo(config: Optional[Path] = ConfigOpt, out: Optional[str] = OutOpt, sets: l
                judge=judge, beta=beta)
 
 
+@app.command()
+def reward(config: Optional[Path] = ConfigOpt, out: Optional[str] = OutOpt, sets: list[str] = SetOpt,
+           seed: Optional[int] = SeedOpt, resume: bool = ResumeOpt,
+           model: Optional[str] = typer.Option(None, help="causal LM to put a reward head on"),
+           data: Optional[str] = typer.Option(None, help="'auto', a pair file, or a ranking file (prompt + responses)"),
+           judge: Optional[str] = typer.Option(None, help="scorer that labels auto pairs")):
+    """Bradley-Terry reward model (TRL RewardTrainer) with held-out pairwise accuracy."""
+    from .config import RewardConfig
+    from .stages import reward as stage
+
+    _run_stage(RewardConfig, stage.run, config, sets, out=out, seed=seed, resume=resume, model=model, data=data,
+               judge=judge)
+
+
+@app.command()
+def ppo(config: Optional[Path] = ConfigOpt, out: Optional[str] = OutOpt, sets: list[str] = SetOpt,
+        seed: Optional[int] = SeedOpt, resume: bool = ResumeOpt,
+        model: Optional[str] = typer.Option(None, help="the starting policy"),
+        reward: Optional[str] = typer.Option(None, help="scorer spec: world | vader | RM folder | A+B | llm-judge:M")):
+    """PPO as in InstructGPT: KL penalty to the reference, value head, GAE, clipping, optional ptx."""
+    from .config import PPOConfig
+    from .stages import ppo as stage
+
+    _run_stage(PPOConfig, stage.run, config, sets, out=out, seed=seed, resume=resume, model=model, reward=reward)
+
+
+def _group_policy(algorithm: str):
+    def command(config: Optional[Path] = ConfigOpt, out: Optional[str] = OutOpt, sets: list[str] = SetOpt,
+                seed: Optional[int] = SeedOpt, resume: bool = ResumeOpt,
+                model: Optional[str] = typer.Option(None, help="the starting policy"),
+                reward: Optional[str] = typer.Option(None, help="scorer spec")):
+        from .config import GRPOConfig
+        from .stages import grpo as stage
+
+        _run_stage(GRPOConfig, lambda cfg: stage.run(cfg, algorithm), config, sets, out=out, seed=seed,
+                   resume=resume, model=model, reward=reward)
+
+    command.__doc__ = f"{algorithm.upper()} through TRL's {algorithm.upper()}Trainer, with any scorer as the reward."
+    return command
+
+
+app.command("grpo")(_group_policy("grpo"))
+app.command("rloo")(_group_policy("rloo"))
+
+
+@app.command("best-of-n")
+def best_of_n(config: Optional[Path] = ConfigOpt, out: Optional[str] = OutOpt, sets: list[str] = SetOpt,
+              seed: Optional[int] = SeedOpt,
+              model: Optional[str] = typer.Option(None, help="the sampling policy"),
+              reward: Optional[str] = typer.Option(None, help="scorer that picks the best (proxy)"),
+              gold: Optional[str] = typer.Option(None, help="scorer that evaluates the picks")):
+    """Best-of-n sampling for several n, with the analytic and empirical KL of each."""
+    from .config import BestOfNConfig
+    from .stages import best_of_n as stage
+
+    _run_stage(BestOfNConfig, stage.run, config, sets, out=out, seed=seed, model=model, reward=reward, gold=gold)
+
+
+@app.command("rejection-sampling")
+def rejection_sampling(config: Optional[Path] = ConfigOpt, out: Optional[str] = OutOpt, sets: list[str] = SetOpt,
+                       seed: Optional[int] = SeedOpt, resume: bool = ResumeOpt,
+                       model: Optional[str] = typer.Option(None, help="the starting policy"),
+                       reward: Optional[str] = typer.Option(None, help="scorer spec")):
+    """Rounds of sample K, keep the best by the scorer, SFT on the kept ones (LLaMA-2 style)."""
+    from .config import RejectionSamplingConfig
+    from .stages import rejection_sampling as stage
+
+    _run_stage(RejectionSamplingConfig, stage.run, config, sets, out=out, seed=seed, resume=resume, model=model,
+               reward=reward)
+
+
 @app.command("eval")
 def eval_(config: Optional[Path] = ConfigOpt, out: Optional[str] = OutOpt, sets: list[str] = SetOpt,
           seed: Optional[int] = SeedOpt,
@@ -109,6 +180,22 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="folder
 
     summary = experiment.run(out, seed=seed, micro=micro)
     typer.echo(f"report: {out / 'report.html'}  ({summary['wall_seconds']:.0f} s)")
+
+
+experiment_app = typer.Typer(no_args_is_help=True, help="Reproductions of published findings, one command each.")
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command("overoptimization")
+def experiment_overoptimization(
+        out: Path = typer.Option(Path("runs/overoptimization"), "--out", "-o"),
+        seed: int = typer.Option(0, "--seed"),
+        micro: bool = typer.Option(False, "--micro", help="a shrunken smoke run (numbers mean little)")):
+    """Gao et al. 2022: gold vs proxy reward under best-of-n and PPO, for proxies of several data sizes."""
+    from .experiments import overoptimization
+
+    overoptimization.run(out, seed=seed, micro=micro)
+    typer.echo(f"report: {out / 'report.html'}")
 
 
 @app.command()

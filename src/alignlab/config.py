@@ -6,7 +6,7 @@ file and the field. Defaults are the micro-scale settings that run on a laptop C
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -76,7 +76,7 @@ class DPOConfig(TrainConfig):
     model: str
     reference: str | None = Field(None, description="reference model; default: the starting model")
     data: str = Field("auto", description="'auto' (sample and rank with the judge) or a prompt/chosen/rejected file")
-    judge: Literal["world", "vader"] = "world"
+    judge: str = Field("world", description="scorer spec that ranks auto pairs (see scoring.make_scorer)")
     prompts: str = Field("world", description="for data=auto: 'world' or a file/hub set with a 'prompt' column")
     n_prompts: int = Field(512, ge=1)
     samples_per_prompt: int = Field(4, ge=2)
@@ -146,3 +146,111 @@ def load_config(cls: type[StageConfig], path: Path | None = None, overrides: dic
         source = "--set" if top in (overrides or {}) else str(path) if path else "config"
         message = "unknown field (check its spelling)" if err["type"] == "extra_forbidden" else err["msg"]
         raise InputError(f"{source}: field '{field}': {message}") from None
+
+
+# ----- RLHF stages (reward models, PPO, GRPO/RLOO, best-of-n, rejection sampling) ---------------
+# A scorer spec (the `reward` and `gold` fields) is one of: "world" (exact gold judges), "vader",
+# a reward-model folder or run folder, or several of those joined by "+" for an ensemble.
+
+
+class MonitorConfig(BaseModel):
+    """Reward-hacking stop rules, checked every logged step of an RL stage; None = off."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_kl: float | None = Field(None, gt=0, description="stop when KL to the reference (nats/sequence) exceeds this")
+    min_distinct_2: float | None = Field(None, ge=0, le=1, description="stop when batch distinct-2 falls below this")
+
+
+class RewardConfig(TrainConfig):
+    model: str = Field(description="causal LM to put a sequence-classification head on")
+    data: str = Field("auto", description="'auto' (policy samples labelled by `judge`), a pair file, "
+                                          "or a ranking file (prompt + responses best-first)")
+    policy: str | None = Field(None, description="for data=auto: model to sample from (default: `model`)")
+    judge: str = Field("world", description="scorer spec that labels auto pairs")
+    prompts: str = "world"
+    n_prompts: int = Field(512, ge=1)
+    samples_per_prompt: int = Field(4, ge=2)
+    max_new_tokens: int = Field(48, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    label_noise: float = Field(0.0, ge=0, le=0.5, description="share of auto pairs flipped (a noisier proxy)")
+    eval_fraction: float = Field(0.1, ge=0, lt=1, description="pairs held out for pairwise accuracy")
+    max_length: int = Field(128, ge=8)
+    max_steps: int = Field(200, ge=1)
+    lr: float = Field(3e-4, gt=0)
+
+
+class PPOConfig(TrainConfig):
+    model: str = Field(description="the starting policy (usually an SFT model)")
+    reference: str | None = Field(None, description="frozen reference for the KL penalty (default: `model`)")
+    reward: str = "world"
+    prompts: str = "world"
+    n_prompts: int = Field(512, ge=1)
+    rollout_batch: int = Field(32, ge=1, description="prompts per PPO iteration")
+    ppo_epochs: int = Field(2, ge=1)
+    mini_batch: int = Field(16, ge=1)
+    max_new_tokens: int = Field(48, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    kl_coef: float = Field(0.02, ge=0, description="beta of the per-token KL penalty")
+    adaptive_kl: bool = False
+    target_kl: float = Field(6.0, gt=0, description="adaptive controller's target KL per sequence")
+    kl_horizon: int = Field(10000, ge=1)
+    gamma: float = Field(1.0, ge=0, le=1)
+    lam: float = Field(0.95, ge=0, le=1)
+    cliprange: float = Field(0.2, gt=0)
+    cliprange_value: float = Field(0.2, gt=0)
+    vf_coef: float = Field(0.1, ge=0)
+    ptx_coef: float = Field(0.0, ge=0, description="gamma of PPO-ptx: weight of the pretraining LM loss")
+    ptx_data: str = Field("world", description="pretraining text for PPO-ptx: 'world' or a text file")
+    monitor: MonitorConfig = MonitorConfig()
+    max_steps: int = Field(60, ge=1, description="PPO iterations")
+    lr: float = Field(5e-5, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    save_steps: int = Field(20, ge=1)
+    logging_steps: int = Field(1, ge=1)
+
+
+class GRPOConfig(TrainConfig):
+    """GRPO and RLOO (TRL's trainers) with any scorer as the reward function."""
+
+    model: str
+    reward: str = "world"
+    prompts: str = "world"
+    n_prompts: int = Field(512, ge=1)
+    num_generations: int = Field(4, ge=2)
+    max_new_tokens: int = Field(48, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    beta: float = Field(0.02, ge=0, description="KL coefficient to the reference")
+    monitor: MonitorConfig = MonitorConfig()
+    max_steps: int = Field(60, ge=1)
+    lr: float = Field(5e-5, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    save_steps: int = Field(20, ge=1)
+    logging_steps: int = Field(1, ge=1)
+
+
+class BestOfNConfig(StageConfig):
+    model: str
+    reward: str = Field("world", description="the scorer that picks the best sample (the proxy)")
+    gold: str | None = Field(None, description="a second scorer to evaluate the picks with (the gold)")
+    prompts: str = "world"
+    n_prompts: int = Field(64, ge=1)
+    n: list[Annotated[int, Field(ge=1)]] = Field([1, 2, 4, 8, 16], min_length=1,
+                                                 description="best-of-n for each n; samples are shared across n")
+    max_new_tokens: int = Field(48, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    batch_size: int = Field(64, ge=1)
+    trust_remote_code: bool = False
+
+
+class RejectionSamplingConfig(TrainConfig):
+    model: str
+    reward: str = "world"
+    prompts: str = "world"
+    n_prompts: int = Field(256, ge=1)
+    rounds: int = Field(3, ge=1)
+    samples_per_prompt: int = Field(4, ge=1)
+    max_new_tokens: int = Field(48, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    max_length: int = Field(128, ge=8)
+    max_steps: int = Field(50, ge=1, description="SFT steps per round")
+    lr: float = Field(3e-4, gt=0)

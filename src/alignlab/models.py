@@ -71,7 +71,7 @@ def build_tiny_model(name: str, tokenizer, max_length: int = 512, seed: int = 0)
     return LlamaForCausalLM(config)
 
 
-def _locate(spec: str, what: str) -> str:
+def locate(spec: str, what: str) -> str:
     """A local folder (or run folder's artifact) or else the spec itself as a hub name."""
     path = Path(spec).expanduser()
     if path.exists():
@@ -84,7 +84,7 @@ def _locate(spec: str, what: str) -> str:
 def load_tokenizer(spec: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    where = _locate(spec, "tokenizer")
+    where = locate(spec, "tokenizer")
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
@@ -99,7 +99,7 @@ def load_model(spec: str, trust_remote_code: bool = False):
     import torch
     from transformers import AutoModelForCausalLM
 
-    where = _locate(spec, "model")
+    where = locate(spec, "model")
     try:
         return AutoModelForCausalLM.from_pretrained(
             where, dtype=torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code)

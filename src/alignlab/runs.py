@@ -107,10 +107,11 @@ class Run:
                 f.write(json.dumps(record) + "\n")
 
     def write_samples(self, rows: list[dict]) -> None:
+        self.write_jsonl("samples.jsonl", rows)
+
+    def write_jsonl(self, name: str, rows: list[dict]) -> None:
         if self.main:
-            with open(self.path / "samples.jsonl", "w") as f:
-                for row in rows:
-                    f.write(json.dumps(row) + "\n")
+            _atomic_write(self.path / name, "".join(json.dumps(row) + "\n" for row in rows))
 
     def write_json(self, name: str, data: dict) -> None:
         if self.main:
@@ -121,6 +122,10 @@ class Run:
 
     def fail(self, message: str, **details) -> None:
         self._status("failed", {"message": message, **details})
+
+    def pause(self, message: str, **details) -> None:
+        """Stopped on purpose (a stop rule fired): unfinished, resumable, with the reason."""
+        self._status("paused", {"message": message, **details})
 
     def _status(self, status: str, details: dict) -> None:
         if self.main:

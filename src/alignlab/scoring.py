@@ -34,12 +34,124 @@ class VaderScorer:
         return [self.analyzer.polarity_scores(c)["compound"] for c in completions]
 
 
-def make_scorer(name: str, world_seed: int = 0) -> Scorer:
-    if name == "world":
+class RewardModelScorer:
+    """A trained reward model (sequence classification, one logit) scoring prompt + completion + EOS,
+    the same text TRL's RewardTrainer trained it on."""
+
+    def __init__(self, path: str, batch_size: int = 64, trust_remote_code: bool = False):
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        from .models import load_tokenizer, locate
+
+        self.name = f"rm:{path}"
+        self.tokenizer = load_tokenizer(path, trust_remote_code)
+        where = locate(path, "model")
+        try:
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                where, num_labels=1, dtype=torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as e:
+            raise InputError(f"reward: cannot load reward model {path!r}: {str(e).splitlines()[0]}") from None
+        self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.model.eval()
+        self.batch_size = batch_size
+
+    def score(self, prompts: list[str], completions: list[str]) -> list[float]:
+        import torch
+
+        eos = self.tokenizer.eos_token
+        texts = [p + c + (eos if not c.endswith(eos) else "") for p, c in zip(prompts, completions, strict=True)]
+        self.tokenizer.padding_side = "right"  # the head reads the last non-pad token
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(texts), self.batch_size):
+                batch = self.tokenizer(texts[start:start + self.batch_size], padding=True, return_tensors="pt",
+                                       add_special_tokens=False)
+                out += self.model(**batch).logits[:, 0].tolist()
+        return out
+
+
+class EnsembleScorer:
+    """Several scorers combined per completion: mean, min (pessimistic), or mean - lam * std
+    (uncertainty-penalised, as in Coste et al. 2023 on reward-model ensembles)."""
+
+    def __init__(self, members: list, combine: str = "mean", lam: float = 1.0):
+        if combine not in ("mean", "min", "uncertainty"):
+            raise InputError(f"reward: unknown ensemble rule {combine!r}; choose mean, min or uncertainty")
+        self.members, self.combine, self.lam = members, combine, lam
+        self.name = f"{combine}(" + ", ".join(m.name for m in members) + ")"
+
+    def score(self, prompts: list[str], completions: list[str]) -> list[float]:
+        import statistics
+
+        table = list(zip(*(checked_scores(m, prompts, completions) for m in self.members)))
+        if self.combine == "min":
+            return [min(row) for row in table]
+        means = [statistics.fmean(row) for row in table]
+        if self.combine == "mean":
+            return means
+        return [m - self.lam * statistics.pstdev(row) for m, row in zip(means, table)]
+
+
+class LLMJudgeScorer:
+    """AI feedback: any causal LM prompted to grade an answer. The score is
+    log p(" Yes") - log p(" No") for the question "Is the answer good?" after the exchange, so
+    it is a continuous preference, usable as a reward, to rank samples, or to label pairs."""
+
+    TEMPLATE = "{prompt} {completion}\nQuestion: Is the assistant's answer good?\nAnswer:"
+
+    def __init__(self, model: str, trust_remote_code: bool = False, batch_size: int = 32):
+        from .models import load_model, load_tokenizer
+
+        self.name = f"llm-judge:{model}"
+        self.tokenizer = load_tokenizer(model, trust_remote_code)
+        self.model = load_model(model, trust_remote_code)
+        self.batch_size = batch_size
+        self.yes, self.no = (self.tokenizer(w, add_special_tokens=False)["input_ids"] for w in (" Yes", " No"))
+
+    def score(self, prompts: list[str], completions: list[str]) -> list[float]:
+        from .sampling import completion_logprobs
+
+        contexts = [self.tokenizer(self.TEMPLATE.format(prompt=p, completion=c.strip()), add_special_tokens=False)[
+            "input_ids"] for p, c in zip(prompts, completions, strict=True)]
+        yes = completion_logprobs(self.model, self.tokenizer, contexts, [self.yes] * len(contexts), self.batch_size)
+        no = completion_logprobs(self.model, self.tokenizer, contexts, [self.no] * len(contexts), self.batch_size)
+        return [a - b for a, b in zip(yes, no)]
+
+    def prefer(self, prompt: str, a: str, b: str) -> int:
+        """0 when the judge prefers `a`, 1 when it prefers `b` (for labelling preference pairs)."""
+        score_a, score_b = self.score([prompt, prompt], [a, b])
+        return 0 if score_a >= score_b else 1
+
+
+def make_scorer(spec: str, world_seed: int = 0, trust_remote_code: bool = False) -> Scorer:
+    """A scorer from its spec:
+    "world" | "vader" | "llm-judge:MODEL" | a reward-model folder or run folder |
+    an ensemble "A+B+..." of those, optionally prefixed "mean:", "min:" or "uncertainty:LAMBDA:"."""
+    spec = spec.strip()
+    for rule in ("mean:", "min:", "uncertainty:"):
+        if spec.startswith(rule):
+            rest = spec[len(rule):]
+            lam = 1.0
+            if rule == "uncertainty:":
+                lam_text, _, rest = rest.partition(":")
+                try:
+                    lam = float(lam_text)
+                except ValueError:
+                    raise InputError(f"reward: {spec!r}: expected uncertainty:LAMBDA:A+B") from None
+            members = [make_scorer(part, world_seed, trust_remote_code) for part in rest.split("+")]
+            return EnsembleScorer(members, rule.rstrip(":"), lam)
+    if "+" in spec:
+        return make_scorer("mean:" + spec, world_seed, trust_remote_code)
+    if spec == "world":
         return WorldJudge(World(world_seed))
-    if name == "vader":
+    if spec == "vader":
         return VaderScorer()
-    raise InputError(f"judge: unknown scorer {name!r}; choose 'world' or 'vader'")
+    if spec.startswith("llm-judge:"):
+        return LLMJudgeScorer(spec[len("llm-judge:"):], trust_remote_code)
+    if not spec:
+        raise InputError("reward: empty scorer spec")
+    return RewardModelScorer(spec, trust_remote_code=trust_remote_code)
 
 
 def checked_scores(scorer: Scorer, prompts: list[str], completions: list[str]) -> list[float]:

@@ -7,7 +7,6 @@ The made pairs are kept in the run folder as pairs.jsonl.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..config import DPOConfig
@@ -31,19 +30,22 @@ def preference_prompts(cfg: DPOConfig) -> list[str]:
 
 
 def make_pairs(model, tokenizer, prompts: list[str], scorer, k: int, max_new_tokens: int,
-               temperature: float, seed: int) -> list[dict]:
-    """Best-vs-worst pairs among k samples per prompt, ranked by the scorer."""
+               temperature: float, seed: int, all_pairs: bool = False) -> list[dict]:
+    """Pairs among k samples per prompt, ranked by the scorer: best vs worst, or (all_pairs)
+    every two samples whose scores differ. Ties carry no preference and are dropped."""
     repeated = [p for p in prompts for _ in range(k)]
-    samples = sample(model, tokenizer, repeated, max_new_tokens, temperature, seed=seed, desc="dpo: sampling pairs")
+    samples = sample(model, tokenizer, repeated, max_new_tokens, temperature, seed=seed, desc="sampling pairs")
     scores = checked_scores(scorer, repeated, [s.completion for s in samples])
     pairs = []
     for i, prompt in enumerate(prompts):
         group = sorted(zip(scores[i * k:(i + 1) * k], (s.completion for s in samples[i * k:(i + 1) * k])),
-                       key=lambda x: x[0])
-        (low, rejected), (high, chosen) = group[0], group[-1]
-        if high > low and chosen != rejected:
-            pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
-                          "score_chosen": high, "score_rejected": low})
+                       key=lambda x: x[0])  # ascending; stable, so ties keep sampling order
+        candidates = ([(b, a) for j, a in enumerate(group) for b in group[j + 1:]] if all_pairs
+                      else [(group[-1], group[0])])
+        for (high, chosen), (low, rejected) in candidates:
+            if high > low and chosen != rejected:
+                pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
+                              "score_chosen": high, "score_rejected": low})
     return pairs
 
 
@@ -55,8 +57,7 @@ def auto_pairs(cfg: DPOConfig, run: Run, model, tokenizer) -> list[dict]:
     scorer = make_scorer(cfg.judge, cfg.world_seed)
     pairs = make_pairs(model, tokenizer, preference_prompts(cfg), scorer, cfg.samples_per_prompt,
                        cfg.max_new_tokens, cfg.temperature, cfg.seed)
-    if run.main:
-        pairs_file.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    run.write_jsonl("pairs.jsonl", pairs)
     return pairs
 
 

@@ -1,0 +1,122 @@
+"""`alignlab reward`: a Bradley-Terry reward model with TRL's RewardTrainer.
+
+A causal LM gets a one-logit sequence-classification head and learns
+P(chosen > rejected) = sigmoid(r(chosen) - r(rejected)). Pairs come from:
+- a prompt/chosen/rejected file;
+- a ranking file in the InstructGPT form: a prompt and K responses best-first, which gives all
+  K*(K-1)/2 ordered pairs;
+- `data: auto`: samples of a policy, labelled by a judge (gold or AI feedback), every two
+  samples whose scores differ making a pair. `label_noise` flips a share of them, for proxies
+  of graded quality.
+Pairwise accuracy on held-out pairs goes into status.json.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from ..config import RewardConfig
+from ..data import read_rows
+from ..errors import InputError
+from ..runs import Run, read_jsonl
+from ..scoring import RewardModelScorer, make_scorer
+from .dpo import make_pairs, preference_prompts, read_pairs
+
+
+def pairs_from_rankings(rows: list[dict], source: str) -> list[dict]:
+    """InstructGPT's ranking form: K responses best-first -> every (better, worse) pair."""
+    pairs = []
+    for i, row in enumerate(rows):
+        responses = row["responses"]
+        if not isinstance(responses, list) or len(responses) < 2:
+            raise InputError(f"{source}: record {i + 1}: 'responses' must list at least 2 responses, best first")
+        if len(set(responses)) < len(responses):
+            raise InputError(f"{source}: record {i + 1}: 'responses' has identical responses")
+        pairs += [{"prompt": row["prompt"], "chosen": better, "rejected": worse}
+                  for j, better in enumerate(responses) for worse in responses[j + 1:]]
+    return pairs
+
+
+def file_pairs(spec: str) -> list[dict]:
+    rows = read_rows(spec, ["prompt"])
+    return pairs_from_rankings(rows, spec) if "responses" in rows[0] else read_pairs(spec)
+
+
+def auto_reward_pairs(cfg: RewardConfig, run: Run) -> list[dict]:
+    """Policy samples labelled by the judge; saved as pairs.jsonl (and reused on --resume)."""
+    from ..models import load_model, load_tokenizer
+
+    saved = run.path / "pairs.jsonl"
+    if cfg.resume and saved.exists():
+        return read_jsonl(saved)
+    policy = cfg.policy or cfg.model
+    pairs = make_pairs(load_model(policy, cfg.trust_remote_code), load_tokenizer(policy, cfg.trust_remote_code),
+                       preference_prompts(cfg), make_scorer(cfg.judge, cfg.world_seed), cfg.samples_per_prompt,
+                       cfg.max_new_tokens, cfg.temperature, cfg.seed, all_pairs=True)
+    rng = random.Random(cfg.seed)
+    for pair in pairs:  # a noisier labeller: swap chosen and rejected for a share of the pairs
+        if rng.random() < cfg.label_noise:
+            pair["chosen"], pair["rejected"] = pair["rejected"], pair["chosen"]
+            pair["flipped"] = True
+    run.write_jsonl("pairs.jsonl", pairs)
+    return pairs
+
+
+def split(pairs: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Held-out pairs by prompt, so no evaluation prompt was seen in training."""
+    prompts = sorted({p["prompt"] for p in pairs})
+    random.Random(seed).shuffle(prompts)
+    held = set(prompts[:round(len(prompts) * eval_fraction)])
+    return [p for p in pairs if p["prompt"] not in held], [p for p in pairs if p["prompt"] in held]
+
+
+def pairwise_accuracy(scorer, pairs: list[dict]) -> float | None:
+    if not pairs:
+        return None
+    prompts = [p["prompt"] for p in pairs]
+    chosen = scorer.score(prompts, [p["chosen"] for p in pairs])
+    rejected = scorer.score(prompts, [p["rejected"] for p in pairs])
+    return sum(c > r for c, r in zip(chosen, rejected)) / len(pairs)
+
+
+def run(cfg: RewardConfig) -> Path:
+    import datasets
+    import torch
+    from transformers import AutoModelForSequenceClassification
+    from trl import RewardConfig as TRLRewardConfig
+    from trl import RewardTrainer
+
+    from ..models import load_tokenizer, locate
+    from ..training import FiniteLossMixin, common_args, metrics_callback, save_final, train
+
+    pairs = file_pairs(cfg.data) if cfg.data != "auto" else None
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            locate(cfg.model, "model"), num_labels=1, dtype=torch.float32, use_safetensors=True,
+            trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise InputError(f"model: cannot load {cfg.model!r} for a reward head: {str(e).splitlines()[0]}") from None
+    model.config.pad_token_id = tokenizer.pad_token_id
+    run = Run.start(cfg.out, cfg.model_dump(), cfg.resume)
+    if pairs is None:
+        pairs = auto_reward_pairs(cfg, run)
+    train_pairs, eval_pairs = split(pairs, cfg.eval_fraction, cfg.seed)
+    if not train_pairs:
+        raise InputError("data: no training pairs (all prompts tied, or all held out)")
+    keep = ("prompt", "chosen", "rejected")
+    args = TRLRewardConfig(**common_args(cfg, run), lr_scheduler_type="cosine", max_length=cfg.max_length,
+                           activation_checkpointing=False)
+    trainer = type("Reward", (FiniteLossMixin, RewardTrainer), {})(
+        model=model, args=args, train_dataset=datasets.Dataset.from_list([{k: p[k] for k in keep} for p in train_pairs]),
+        processing_class=tokenizer, callbacks=[metrics_callback(run)],
+    )
+    result = train(trainer, run, cfg.resume)
+    save_final(trainer, tokenizer, run)
+    if not run.main:
+        return run.path
+    scorer = RewardModelScorer(str(run.model_dir))
+    run.finish(**result, pairs_train=len(train_pairs), pairs_eval=len(eval_pairs),
+               pairwise_accuracy=pairwise_accuracy(scorer, eval_pairs),
+               train_accuracy=pairwise_accuracy(scorer, train_pairs[:512]))
+    return run.path

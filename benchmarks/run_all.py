@@ -1,7 +1,7 @@
 """Run the benchmarks and write their sections of BENCHMARKS.md at the repo root.
 
-    python benchmarks/run_all.py                  # both: pretrain throughput, then the demo's wall time
-    python benchmarks/run_all.py --only demo      # only re-run the demo; the pretrain section is kept
+    python benchmarks/run_all.py                  # all: pretrain throughput, the demo's wall time, sampling throughput
+    python benchmarks/run_all.py --only demo      # only re-run the demo; the other sections are kept
 
 Each benchmark owns one section of BENCHMARKS.md (between <!-- bench:NAME --> markers) and
 replaces only that section, so figures from different runs can sit side by side; every section
@@ -23,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import pretrain_throughput  # the sibling script (benchmarks/ is on sys.path when run as a script)
+import pretrain_throughput  # the sibling scripts (benchmarks/ is on sys.path when run as a script)
+import sampling_throughput
 import torch
 import transformers
 
@@ -33,6 +34,8 @@ HEADER = ("# Benchmarks\n\nWritten by `benchmarks/run_all.py` (see `benchmarks/R
           "is replaced when its benchmark is re-run. Run on an otherwise idle machine.\n")
 DEMO_TARGET_SECONDS = 300
 PRETRAIN_TARGET_RATIO = 0.8
+SAMPLING_TARGET_RATIO = sampling_throughput.TARGET_RATIO
+BENCHMARKS = ("pretrain", "demo", "sampling")
 
 
 def load_average() -> str:
@@ -127,6 +130,39 @@ def demo_section(r: dict, command: str, threads: str, load: str) -> str:
     return "\n".join(lines)
 
 
+def sampling_section(r: dict, command: str, load: str) -> str:
+    def row(name, model, runs, median):
+        tps = ", ".join(f"{x['tokens_per_second']:.0f}" for x in runs)
+        secs = ", ".join(f"{x['seconds']:.2f}" for x in runs)
+        return f"| {model} | {name} | {median:.0f} | {tps} | {secs} |"
+
+    models = r["models"]
+    ok = all(m["ratio"] >= SAMPLING_TARGET_RATIO for m in models.values())
+    widths = r["prompt_tokens"]
+    setup = (f"untrained {', '.join(models)} (build_tiny_model, vocab {r['vocab_size']}), batch {r['batch_size']} "
+             f"world chat prompts ({min(widths)}-{max(widths)} tokens, left-padded), exactly {r['new_tokens']} new "
+             f"tokens per row (temperature 1, no top-k/top-p), fp32, {r['repeats']} alternating repeats "
+             "(generate first) after one untimed warm-up of each")
+    lines = preamble("Sampling throughput: alignlab `sample` vs plain `model.generate`", command,
+                     machine(str(r["threads"]), load), setup) + [
+        "| model | | new tokens/s (median) | new tokens/s per repeat | seconds per repeat |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name, m in models.items():
+        lines += [
+            row("alignlab `sample`", name, m["runs"]["sample"], m["median_tokens_per_second"]["sample"]),
+            row("`model.generate` (same-run baseline)", name, m["runs"]["generate"], m["median_tokens_per_second"]["generate"]),
+            f"| {name} | **ratio sample / generate** | **{m['ratio']:.2f}** | | |",
+        ]
+    lines += [
+        "",
+        f"Target: sample >= {SAMPLING_TARGET_RATIO}x generate on every model: **{'met' if ok else 'NOT met'}**.",
+        "tokens/s = batch x new tokens / seconds. `sample` is timed as a whole call (tokenizing, decoding to text); "
+        "`generate` only around the call, on prompts already tokenized and padded.",
+    ]
+    return "\n".join(lines)
+
+
 def update_md(name: str, body: str) -> None:
     """Replace (or append) the section between this benchmark's markers; keep everything else."""
     block = f"<!-- bench:{name} -->\n{body}\n<!-- /bench:{name} -->"
@@ -139,23 +175,23 @@ def update_md(name: str, body: str) -> None:
 
 def main():
     p = argparse.ArgumentParser(description="Run the benchmarks and update BENCHMARKS.md")
-    p.add_argument("--only", default="pretrain,demo", help="comma-separated: pretrain, demo")
+    p.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated: {', '.join(BENCHMARKS)}")
     p.add_argument("--model", default="tiny-1m")
     p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=None, help="alternating repeats (default: 2 pretrain, 3 sampling)")
     p.add_argument("--world-docs", type=int, default=20000)
-    p.add_argument("--threads", type=int, default=None, help="torch threads for pretrain (default: all cores)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads for pretrain and sampling (default: all cores)")
     a = p.parse_args()
     chosen = [s.strip() for s in a.only.split(",") if s.strip()]
-    if unknown := set(chosen) - {"pretrain", "demo"}:
-        p.error(f"--only: unknown benchmark(s) {', '.join(sorted(unknown))}; choose from pretrain, demo")
+    if unknown := set(chosen) - set(BENCHMARKS):
+        p.error(f"--only: unknown benchmark(s) {', '.join(sorted(unknown))}; choose from {', '.join(BENCHMARKS)}")
     python = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable
     command = shlex.join([python, *sys.argv])
     default_threads = torch.get_num_threads()  # what the demo subprocess will use
 
     if "pretrain" in chosen:
         load = load_average()
-        r = pretrain_throughput.benchmark(a.model, a.steps, 16, 128, a.repeats, a.world_docs, a.threads)
+        r = pretrain_throughput.benchmark(a.model, a.steps, 16, 128, a.repeats or 2, a.world_docs, a.threads)
         print(f"pretrain: ratio alignlab/bare {r['ratio']:.3f} (target >= {PRETRAIN_TARGET_RATIO})")
         update_md("pretrain", pretrain_section(r, command, load))
     if "demo" in chosen:
@@ -164,6 +200,12 @@ def main():
         if r:
             print(f"demo: {r['wall_seconds']:.1f} s (target <= {DEMO_TARGET_SECONDS} s)")
             update_md("demo", demo_section(r, command, f"{default_threads} (torch default in the demo process)", load))
+    if "sampling" in chosen:
+        load = load_average()
+        r = sampling_throughput.benchmark(repeats=a.repeats or 3, threads=a.threads)
+        print("sampling: ratio sample/generate " + ", ".join(f"{k} {m['ratio']:.2f}" for k, m in r["models"].items())
+              + f" (target >= {SAMPLING_TARGET_RATIO})")
+        update_md("sampling", sampling_section(r, command, load))
 
 
 if __name__ == "__main__":

@@ -145,3 +145,15 @@ def test_help_lists_every_command():
     for command in ("tokenizer", "pretrain", "sft", "dpo", "eval", "demo", "world"):
         assert command in result.stdout
     assert Path(cli.__file__).exists()
+
+
+def test_nested_overrides_and_their_errors():
+    from alignlab.config import PPOConfig, load_config, parse_overrides
+    from alignlab.errors import InputError
+
+    cfg = load_config(PPOConfig, None, parse_overrides(["out=x", "model=m", "monitor.max_kl=8", "monitor.min_distinct_2=0.2"]))
+    assert cfg.monitor.max_kl == 8 and cfg.monitor.min_distinct_2 == 0.2
+    with pytest.raises(InputError, match="field 'monitor.max_kll': unknown field"):
+        load_config(PPOConfig, None, parse_overrides(["out=x", "model=m", "monitor.max_kll=8"]))
+    with pytest.raises(InputError, match="'lr' is not a nested config"):
+        load_config(PPOConfig, None, parse_overrides(["out=x", "model=m", "lr=1", "lr.x=2"]))

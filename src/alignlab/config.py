@@ -136,14 +136,24 @@ def parse_overrides(pairs: list[str]) -> dict:
 def load_config(cls: type[StageConfig], path: Path | None = None, overrides: dict | None = None) -> StageConfig:
     """Build a stage config from an optional YAML file plus overrides; one-line errors name the field."""
     data = _read_yaml(path) if path else {}
-    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        *parents, leaf = key.split(".")  # "monitor.max_kl=8" sets a field of a nested config
+        node = data
+        for parent in parents:
+            node = node.setdefault(parent, {})
+            if not isinstance(node, dict):
+                raise InputError(f"--set {key}: {parent!r} is not a nested config")
+        node[leaf] = value
     try:
         return cls.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "(top level)"
         top = err["loc"][0] if err["loc"] else None
-        source = "--set" if top in (overrides or {}) else str(path) if path else "config"
+        from_cli = any(k.split(".")[0] == top for k in (overrides or {}))
+        source = "--set" if from_cli else str(path) if path else "config"
         message = "unknown field (check its spelling)" if err["type"] == "extra_forbidden" else err["msg"]
         raise InputError(f"{source}: field '{field}': {message}") from None
 
@@ -210,8 +220,10 @@ class PPOConfig(TrainConfig):
 
 
 class GRPOConfig(TrainConfig):
-    """GRPO and RLOO (TRL's trainers) with any scorer as the reward function."""
+    """GRPO and RLOO (TRL's trainers) with any scorer as the reward function.
+    batch_size counts prompts per device and micro-step; each gets num_generations completions."""
 
+    algorithm: Literal["grpo", "rloo"] = "grpo"
     model: str
     reward: str = "world"
     prompts: str = "world"

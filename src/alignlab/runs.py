@@ -84,7 +84,9 @@ class Run:
             raise InputError(f"out: {self.path} holds an unfinished run; pass --resume to continue it or remove it")
         if resume and (self.path / "config.yaml").exists():
             old = yaml.safe_load((self.path / "config.yaml").read_text()) or {}
-            changed = sorted(k for k in set(old) | set(config) if k != "resume" and old.get(k) != config.get(k))
+            # stop rules may change: a paused run is resumed with relaxed (or tighter) rules
+            free = {"resume", "monitor"}
+            changed = sorted(k for k in set(old) | set(config) if k not in free and old.get(k) != config.get(k))
             if changed:
                 raise InputError(f"resume: config field {changed[0]!r} differs from the run being resumed "
                                  f"({old.get(changed[0])!r} then, {config.get(changed[0])!r} now)")

@@ -13,7 +13,7 @@ import math
 import re
 from pathlib import Path
 
-from .errors import TrainingFailed
+from .errors import InputError, TrainingFailed
 from .runs import Run
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -50,15 +50,16 @@ def metrics_callback(run: Run):
     return RunMetrics()
 
 
-def last_complete_checkpoint(folder: Path) -> Path | None:
-    """The newest checkpoint whose trainer_state.json (written last by the Trainer) is whole."""
+def last_complete_checkpoint(folder: Path, marker: str = "trainer_state.json") -> Path | None:
+    """The newest checkpoint-N whose `marker` file (written last: the Trainer's trainer_state.json,
+    PPO's state.json) parses; one killed while saving has none, or half of one."""
     if not Path(folder).is_dir():
         return None
     found = sorted(((int(m.group(1)), p) for p in Path(folder).iterdir()
                     if (m := _CHECKPOINT.match(p.name)) and p.is_dir()), reverse=True)
     for _, path in found:
         try:
-            json.loads((path / "trainer_state.json").read_text())
+            json.loads((path / marker).read_text())
             return path
         except (FileNotFoundError, json.JSONDecodeError):
             continue  # killed while saving this one
@@ -86,8 +87,8 @@ def common_args(cfg, run: Run) -> dict:
 
 
 def train(trainer, run: Run, resume: bool) -> dict:
-    """Train (from the last complete checkpoint when resuming); on a non-finite loss, mark the
-    run failed, naming the last good checkpoint, and re-raise."""
+    """Train (from the last complete checkpoint when resuming); on a non-finite loss or bad input
+    met mid-training, mark the run failed (naming the last good checkpoint) and re-raise."""
     checkpoint = last_complete_checkpoint(run.checkpoints_dir) if resume else None
     try:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -96,6 +97,9 @@ def train(trainer, run: Run, resume: bool) -> dict:
         message = f"{e}; last good checkpoint: {good if good else 'none (no checkpoint saved yet)'}"
         run.fail(message)
         raise NonFiniteLoss(message) from None
+    except InputError as e:  # bad input found mid-training, e.g. a scorer returning NaN
+        run.fail(str(e))
+        raise
     return {"train_loss": output.training_loss, "global_step": output.global_step,
             "resumed_from": str(checkpoint) if checkpoint else None}
 

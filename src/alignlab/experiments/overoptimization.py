@@ -26,6 +26,7 @@ from ..stages.best_of_n import best_index, kl_analytic, kl_empirical
 from ..world import World
 from . import demo
 
+MICRO_BASE = dict(world_docs=4000, block_size=128, batch_size=16, max_steps=300, warmup_steps=20, save_steps=300)
 SCALES = {  # proxy data amounts (prompts whose 4 samples are paired) and sampling sizes
     "default": dict(proxy_prompts=[64, 256, 1024], eval_prompts=48, n_max=256, ppo_steps=40, ppo_save=8),
     "micro": dict(proxy_prompts=[16, 48], eval_prompts=6, n_max=16, ppo_steps=4, ppo_save=2),
@@ -111,6 +112,9 @@ def run(out: Path, seed: int = 0, micro: bool = False) -> dict:
     out = Path(out)
     scale = SCALES["micro" if micro else "default"]
     cfgs = demo.configs(out / "lifecycle", seed, micro)
+    if micro:  # the demo's micro base only emits noise, and noise ties every pair at sentiment 0
+        cfgs["base"] = cfgs["base"].model_copy(update=MICRO_BASE)
+        cfgs["sft"] = cfgs["sft"].model_copy(update={"max_steps": 30})
 
     for name, module in [("tokenizer", tokenizer), ("base", pretrain), ("sft", sft)]:
         demo.stage(module, cfgs[name])

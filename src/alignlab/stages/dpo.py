@@ -21,7 +21,10 @@ from ..world import World
 WORLD_PROMPT_MIX = {"review": 0.4, "harmful": 0.2, "benign": 0.2, "contrast": 0.2}
 
 
-def preference_prompts(cfg: DPOConfig) -> list[str]:
+def preference_prompts(cfg) -> list[str]:
+    """The prompts of any stage config with `prompts`, `n_prompts`, `world_seed` and `seed`:
+    the world's mix of review, harmful, benign and contrast requests (train split), or the
+    first n_prompts of a file / hub set's `prompt` column."""
     if cfg.prompts == "world":
         world = World(cfg.world_seed)
         return [p for kind, share in WORLD_PROMPT_MIX.items()

@@ -1,0 +1,37 @@
+"""Experiments end to end at micro scale (their numbers mean little; their shape and math must hold)."""
+import json
+import math
+
+import pytest
+
+from alignlab.experiments.overoptimization import fit, peaks_then_falls
+
+
+def test_fits_recover_known_coefficients():
+    d = [0.1 * i for i in range(1, 30)]
+    bon = fit(d, [x * (0.8 - 0.3 * x) for x in d], "bon")
+    rl = fit(d, [x * (0.5 - 0.2 * math.log(x)) for x in d], "rl")
+    assert bon["alpha"] == pytest.approx(0.8) and bon["beta"] == pytest.approx(0.3) and bon["r2"] == pytest.approx(1.0)
+    assert rl["alpha"] == pytest.approx(0.5) and rl["beta"] == pytest.approx(0.2) and rl["r2"] == pytest.approx(1.0)
+
+
+def test_peak_detection():
+    assert peaks_then_falls([0.1, 0.5, 0.3])
+    assert not peaks_then_falls([0.1, 0.3, 0.5])
+    assert not peaks_then_falls([0.1, 0.5, 0.49])  # within tolerance: a plateau, not a fall
+
+
+def test_overoptimization_micro(tmp_path):
+    from alignlab.experiments import overoptimization
+
+    summary = overoptimization.run(tmp_path / "oo", micro=True)
+    assert set(summary["proxies"]) == {16, 48}
+    assert summary["bon_kl_analytic"][1] == 0 and summary["bon_kl_analytic"][16] == pytest.approx(math.log(16) - 15 / 16)
+    for amount, p in summary["proxies"].items():
+        assert [r["n"] for r in p["bon"]] == [1, 2, 4, 8, 16]
+        assert all(0 <= summary["bon_kl_empirical"][amount][n] <= summary["bon_kl_analytic"][n] + 1e-9
+                   for n in summary["bon_kl_analytic"])
+        assert len(p["rl"]) >= 2 and p["rl"][0]["step"] == 0 and p["rl"][0]["kl"] == pytest.approx(0, abs=1e-6)
+    written = json.loads((tmp_path / "oo" / "summary.json").read_text())
+    assert set(written) >= {"proxies", "bon_kl_analytic", "bon_kl_empirical"}
+    assert "Verdicts" in (tmp_path / "oo" / "report.html").read_text()

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pretrain_throughput  # the sibling scripts (benchmarks/ is on sys.path when run as a script)
+import ppo_step
 import sampling_throughput
 import torch
 import transformers
@@ -35,7 +36,7 @@ HEADER = ("# Benchmarks\n\nWritten by `benchmarks/run_all.py` (see `benchmarks/R
 DEMO_TARGET_SECONDS = 300
 PRETRAIN_TARGET_RATIO = 0.8
 SAMPLING_TARGET_RATIO = sampling_throughput.TARGET_RATIO
-BENCHMARKS = ("pretrain", "demo", "sampling")
+BENCHMARKS = ("pretrain", "demo", "sampling", "ppo")
 
 
 def load_average() -> str:
@@ -163,6 +164,18 @@ def sampling_section(r: dict, command: str, load: str) -> str:
     return "\n".join(lines)
 
 
+def ppo_section(r: dict, command: str, load: str) -> str:
+    setup = (f"{r['model']} (random weights, so every rollout runs all 48 new tokens), world tokenizer, gold judge "
+             f"as reward, rollout batch {r['rollout_batch']}, mini-batch 16, 2 PPO epochs; median over "
+             f"{r['iterations']} iterations after the first")
+    lines = preamble("PPO step time by phase", command, machine(str(torch.get_num_threads()), load), setup) + [
+        "| phase | seconds per iteration (median) | share |", "|---|---:|---:|",
+        *(f"| {k.split('/')[1]} | {v:.3f} | {v / r['total']:.0%} |" for k, v in r["phases"].items()),
+        f"| total | {r['total']:.3f} | 100% |",
+    ]
+    return "\n".join(lines)
+
+
 def update_md(name: str, body: str) -> None:
     """Replace (or append) the section between this benchmark's markers; keep everything else."""
     block = f"<!-- bench:{name} -->\n{body}\n<!-- /bench:{name} -->"
@@ -206,6 +219,11 @@ def main():
         print("sampling: ratio sample/generate " + ", ".join(f"{k} {m['ratio']:.2f}" for k, m in r["models"].items())
               + f" (target >= {SAMPLING_TARGET_RATIO})")
         update_md("sampling", sampling_section(r, command, load))
+    if "ppo" in chosen:
+        load = load_average()
+        r = ppo_step.benchmark()
+        print("ppo: " + ", ".join(f"{k} {v:.3f} s" for k, v in r["phases"].items()))
+        update_md("ppo", ppo_section(r, command, load))
 
 
 if __name__ == "__main__":

@@ -35,3 +35,24 @@ def test_overoptimization_micro(tmp_path):
     written = json.loads((tmp_path / "oo" / "summary.json").read_text())
     assert set(written) >= {"proxies", "bon_kl_analytic", "bon_kl_empirical"}
     assert "Verdicts" in (tmp_path / "oo" / "report.html").read_text()
+
+
+def test_dominance():
+    from alignlab.experiments.frontier import dominates
+
+    low = [{"kl": 1.0, "reward": 0.2}, {"kl": 3.0, "reward": 0.5}]
+    high = [{"kl": 1.0, "reward": 0.4}, {"kl": 2.0, "reward": 0.6}]
+    assert dominates(high, low) and not dominates(low, high)
+
+
+def test_frontier_micro(tmp_path):
+    from alignlab.experiments import frontier
+
+    summary = frontier.run(tmp_path / "fr", micro=True)
+    methods = summary["methods"]
+    assert set(methods) == {"sft", "dpo", "preferred-ft", "ppo", "best-of-n"}
+    assert [p["beta"] for p in methods["dpo"]] == [0.1, 0.5] and [p["n"] for p in methods["best-of-n"]] == [1, 2, 4]
+    for points in methods.values():
+        assert all(p["kl"] >= 0 and -1 <= p["reward"] <= 1 for p in points)
+    assert methods["best-of-n"][0]["kl"] == 0
+    assert set(summary["on_frontier"]) <= set(methods) and (tmp_path / "fr" / "report.html").exists()

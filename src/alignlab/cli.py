@@ -198,6 +198,18 @@ def experiment_overoptimization(
     typer.echo(f"report: {out / 'report.html'}")
 
 
+@experiment_app.command("frontier")
+def experiment_frontier(
+        out: Path = typer.Option(Path("runs/frontier"), "--out", "-o"),
+        seed: int = typer.Option(0, "--seed"),
+        micro: bool = typer.Option(False, "--micro", help="a shrunken smoke run (numbers mean little)")):
+    """DPO paper: the reward-vs-KL frontier of DPO, PPO, preferred-FT and best-of-n (world sentiment)."""
+    from .experiments import frontier
+
+    frontier.run(out, seed=seed, micro=micro)
+    typer.echo(f"report: {out / 'report.html'}")
+
+
 @app.command()
 def world(out: Path = typer.Option(..., "--out", "-o", help="folder to write the world's data sets into"),
           docs: int = typer.Option(20000, help="pretraining documents"),

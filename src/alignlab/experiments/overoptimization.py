@@ -171,12 +171,15 @@ def write_report(out: Path, summary: dict) -> Path:
         verdicts[f"proxy {amount}: PPO gold peaks then falls"] = (p["rl_gold_peaks_then_falls"],
                                                                   f"fit R^2 {p['rl_fit']['r2']}")
     report.heading("Verdicts").verdicts(verdicts)
-    bon = {f"{kind} (proxy {a})": ([math.sqrt(r["kl_analytic"]) for r in p["bon"]], [r[kind] for r in p["bon"]])
-           for a, p in summary["proxies"].items() for kind in ("gold", "proxy")}
-    report.figure(plot_curves(bon, "best-of-n", "d = sqrt(KL)", "score"), "bon")
-    rl = {f"{kind} (proxy {a})": ([math.sqrt(x["kl"]) for x in p["rl"]], [x[kind] for x in p["rl"]])
-          for a, p in summary["proxies"].items() for kind in ("gold", "proxy")}
-    report.figure(plot_curves(rl, "PPO", "d = sqrt(KL)", "score"), "ppo")
+    # as in Gao et al.: gains over the starting policy, so proxies of different scales compare
+    def gains(points, kl_key):
+        return {f"{kind} (proxy {a})": ([math.sqrt(x[kl_key]) for x in pts], [x[kind] - pts[0][kind] for x in pts])
+                for a, p in summary["proxies"].items() for pts in [p[points]] for kind in ("gold", "proxy")}
+
+    report.figure(plot_curves(gains("bon", "kl_analytic"), "best-of-n: gain over the SFT policy",
+                              "d = sqrt(KL)", "score - score at n=1"), "bon")
+    report.figure(plot_curves(gains("rl", "kl"), "PPO: gain over the SFT policy", "d = sqrt(KL)",
+                              "score - score at step 0"), "ppo")
     report.heading("Fits").table({f"proxy {a}": {"accuracy": p["pairwise_accuracy"],
                                                  **{f"bon_{k}": v for k, v in p["bon_fit"].items()},
                                                  **{f"rl_{k}": v for k, v in p["rl_fit"].items()}}

@@ -189,17 +189,28 @@ class RewardConfig(TrainConfig):
     lr: float = Field(3e-4, gt=0)
 
 
-class PPOConfig(TrainConfig):
+class RLConfig(TrainConfig):
+    """What every online RL stage shares: a scorer as reward, prompts to sample on, monitors."""
+
     model: str = Field(description="the starting policy (usually an SFT model)")
-    reference: str | None = Field(None, description="frozen reference for the KL penalty (default: `model`)")
     reward: str = "world"
     prompts: str = "world"
     n_prompts: int = Field(512, ge=1)
+    max_new_tokens: int = Field(48, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    monitor: MonitorConfig = MonitorConfig()
+    max_steps: int = Field(60, ge=1, description="RL iterations")
+    lr: float = Field(5e-5, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    save_steps: int = Field(20, ge=1)
+    logging_steps: int = Field(1, ge=1)
+
+
+class PPOConfig(RLConfig):
+    reference: str | None = Field(None, description="frozen reference for the KL penalty (default: `model`)")
     rollout_batch: int = Field(32, ge=1, description="prompts per PPO iteration")
     ppo_epochs: int = Field(2, ge=1)
     mini_batch: int = Field(16, ge=1)
-    max_new_tokens: int = Field(48, ge=1)
-    temperature: float = Field(1.0, gt=0)
     kl_coef: float = Field(0.02, ge=0, description="beta of the per-token KL penalty")
     adaptive_kl: bool = False
     target_kl: float = Field(6.0, gt=0, description="adaptive controller's target KL per sequence")
@@ -211,33 +222,15 @@ class PPOConfig(TrainConfig):
     vf_coef: float = Field(0.1, ge=0)
     ptx_coef: float = Field(0.0, ge=0, description="gamma of PPO-ptx: weight of the pretraining LM loss")
     ptx_data: str = Field("world", description="pretraining text for PPO-ptx: 'world' or a text file")
-    monitor: MonitorConfig = MonitorConfig()
-    max_steps: int = Field(60, ge=1, description="PPO iterations")
-    lr: float = Field(5e-5, gt=0)
-    warmup_steps: int = Field(0, ge=0)
-    save_steps: int = Field(20, ge=1)
-    logging_steps: int = Field(1, ge=1)
 
 
-class GRPOConfig(TrainConfig):
+class GRPOConfig(RLConfig):
     """GRPO and RLOO (TRL's trainers) with any scorer as the reward function.
     batch_size counts prompts per device and micro-step; each gets num_generations completions."""
 
     algorithm: Literal["grpo", "rloo"] = "grpo"
-    model: str
-    reward: str = "world"
-    prompts: str = "world"
-    n_prompts: int = Field(512, ge=1)
     num_generations: int = Field(4, ge=2)
-    max_new_tokens: int = Field(48, ge=1)
-    temperature: float = Field(1.0, gt=0)
     beta: float = Field(0.02, ge=0, description="KL coefficient to the reference")
-    monitor: MonitorConfig = MonitorConfig()
-    max_steps: int = Field(60, ge=1)
-    lr: float = Field(5e-5, gt=0)
-    warmup_steps: int = Field(0, ge=0)
-    save_steps: int = Field(20, ge=1)
-    logging_steps: int = Field(1, ge=1)
 
 
 class BestOfNConfig(StageConfig):

@@ -25,7 +25,7 @@ from .overoptimization import MICRO_BASE, review_prompts_file
 
 SCALES = {
     "default": dict(betas=[0.05, 0.1, 0.5], kl_coefs=[0.01, 0.05, 0.2], n_max=64, eval_prompts=48,
-                    n_prompts=512, ppo_steps=60, samples_per_eval_prompt=2),
+                    n_prompts=512, ppo_steps=60, samples_per_eval_prompt=4),
     "micro": dict(betas=[0.1, 0.5], kl_coefs=[0.05], n_max=4, eval_prompts=6, n_prompts=32, ppo_steps=3,
                   samples_per_eval_prompt=1),
 }

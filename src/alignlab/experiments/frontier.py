@@ -16,12 +16,13 @@ from pathlib import Path
 from statistics import mean
 
 from ..config import DPOConfig, PPOConfig, SFTConfig
+from ..runs import read_jsonl
 from ..sampling import sample
 from ..scoring import checked_scores, make_scorer
-from ..stages.best_of_n import best_index, kl_analytic
+from ..stages.best_of_n import kl_analytic, picks
 from ..world import World
 from . import demo
-from .overoptimization import MICRO_BASE, review_prompts_file
+from .overoptimization import lifecycle, measure, review_prompts_file
 
 SCALES = {
     "default": dict(betas=[0.05, 0.1, 0.5], kl_coefs=[0.01, 0.05, 0.2], n_max=64, eval_prompts=48,
@@ -29,17 +30,6 @@ SCALES = {
     "micro": dict(betas=[0.1, 0.5], kl_coefs=[0.05], n_max=4, eval_prompts=6, n_prompts=32, ppo_steps=3,
                   samples_per_eval_prompt=1),
 }
-
-
-def measure(policy: str, reference, tokenizer, gold, prompts: list[str], seed: int) -> dict:
-    """Mean gold reward of the policy's samples and KL(policy || reference) from the same samples."""
-    from ..evals import kl_from_samples
-    from ..models import load_model
-
-    model = load_model(policy)
-    samples = sample(model, tokenizer, prompts, 48, 1.0, seed=seed)
-    reward = mean(checked_scores(gold, prompts, [s.completion for s in samples]))
-    return {"kl": max(0.0, kl_from_samples(model, reference, tokenizer, samples)), "reward": reward}
 
 
 def best_of_n_points(sft: str, tokenizer, gold, prompts: list[str], n_max: int, seed: int) -> list[dict]:
@@ -50,8 +40,7 @@ def best_of_n_points(sft: str, tokenizer, gold, prompts: list[str], n_max: int, 
     scores = checked_scores(gold, repeated, completions)
     points, n = [], 1
     while n <= n_max:
-        picks = [i * n_max + best_index(scores[i * n_max:(i + 1) * n_max], n) for i in range(len(prompts))]
-        points.append({"n": n, "kl": kl_analytic(n), "reward": mean(scores[j] for j in picks)})
+        points.append({"n": n, "kl": kl_analytic(n), "reward": mean(scores[j] for j in picks(scores, n_max, n))})
         n *= 2
     return points
 
@@ -63,42 +52,39 @@ def dominates(a: list[dict], b: list[dict]) -> bool:
 
 def run(out: Path, seed: int = 0, micro: bool = False) -> dict:
     from ..models import load_model, load_tokenizer
-    from ..stages import dpo, ppo, pretrain, sft, tokenizer
+    from ..stages import dpo, ppo, sft
 
     out, scale = Path(out), SCALES["micro" if micro else "default"]
-    cfgs = demo.configs(out / "lifecycle", seed, micro)
-    if micro:
-        cfgs["base"] = cfgs["base"].model_copy(update=MICRO_BASE)
-        cfgs["sft"] = cfgs["sft"].model_copy(update={"max_steps": 30})
-    for name, module in [("tokenizer", tokenizer), ("base", pretrain), ("sft", sft)]:
-        demo.stage(module, cfgs[name])
-    policy = cfgs["sft"].out
+    policy = str(lifecycle(out, seed, micro)[1])
     world = World(seed)
     prompts_file = review_prompts_file(out, world, "train", scale["n_prompts"], seed)
     eval_prompts = world.prompts("review", "eval", scale["eval_prompts"], seed) * scale["samples_per_eval_prompt"]
     gold, tok, reference = make_scorer("world", seed), load_tokenizer(policy), load_model(policy)
 
-    methods: dict[str, list[dict]] = {"sft": [measure(policy, reference, tok, gold, eval_prompts, seed)]}
+    def point(model) -> dict:  # KL to SFT and mean gold reward on the held-out prompts
+        return measure(model, reference, tok, {"reward": gold}, eval_prompts, seed)
+
+    methods: dict[str, list[dict]] = {"sft": [point(reference)]}
     methods["dpo"] = []
     for beta in scale["betas"]:
         path = demo.stage(dpo, DPOConfig(out=str(out / f"dpo-beta{beta}"), model=policy, prompts=prompts_file,
                                          n_prompts=scale["n_prompts"], beta=beta, seed=seed,
                                          max_steps=scale["ppo_steps"] * 2))
-        methods["dpo"].append({"beta": beta, **measure(str(path), reference, tok, gold, eval_prompts, seed)})
+        methods["dpo"].append({"beta": beta, **point(load_model(str(path)))})
     pairs = out / f"dpo-beta{scale['betas'][0]}" / "pairs.jsonl"
     chosen = out / "preferred.jsonl"
     chosen.write_text("".join(json.dumps({"prompt": p["prompt"], "completion": p["chosen"]}) + "\n"
-                              for p in map(json.loads, pairs.read_text().splitlines())))
+                              for p in read_jsonl(pairs)))
     path = demo.stage(sft, SFTConfig(out=str(out / "preferred-ft"), model=policy, data=str(chosen), seed=seed,
                                      max_steps=scale["ppo_steps"] * 2))
-    methods["preferred-ft"] = [measure(str(path), reference, tok, gold, eval_prompts, seed)]
+    methods["preferred-ft"] = [point(load_model(str(path)))]
     methods["ppo"] = []
     for kl_coef in scale["kl_coefs"]:
         path = demo.stage(ppo, PPOConfig(out=str(out / f"ppo-kl{kl_coef}"), model=policy, reward="world",
                                          prompts=prompts_file, n_prompts=scale["n_prompts"], kl_coef=kl_coef,
                                          lr=1e-4, seed=seed, max_steps=scale["ppo_steps"],
                                          save_steps=scale["ppo_steps"]))
-        methods["ppo"].append({"kl_coef": kl_coef, **measure(str(path), reference, tok, gold, eval_prompts, seed)})
+        methods["ppo"].append({"kl_coef": kl_coef, **point(load_model(str(path)))})
     methods["best-of-n"] = best_of_n_points(policy, tok, gold, eval_prompts, scale["n_max"], seed)
 
     trained = [m for m in methods if m != "sft"]

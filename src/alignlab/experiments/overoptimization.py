@@ -22,7 +22,7 @@ from statistics import mean
 from ..config import PPOConfig, RewardConfig
 from ..sampling import sample
 from ..scoring import checked_scores, make_scorer
-from ..stages.best_of_n import best_index, kl_analytic, kl_empirical
+from ..stages.best_of_n import kl_analytic, kl_empirical, picks
 from ..world import World
 from . import demo
 
@@ -53,6 +53,29 @@ def peaks_then_falls(values: list[float], tolerance: float = 0.02) -> bool:
     return top < len(values) - 1 and values[-1] < values[top] - tolerance
 
 
+def lifecycle(out: Path, seed: int, micro: bool) -> tuple[Path, Path]:
+    """Tokenizer, base and SFT runs for an experiment (reused when finished): (base, sft) folders."""
+    from ..stages import pretrain, sft, tokenizer
+
+    cfgs = demo.configs(out / "lifecycle", seed, micro)
+    if micro:  # the demo's micro base only emits noise, and noise ties every pair at sentiment 0
+        cfgs["base"] = cfgs["base"].model_copy(update=MICRO_BASE)
+        cfgs["sft"] = cfgs["sft"].model_copy(update={"max_steps": 30})
+    for name, module in [("tokenizer", tokenizer), ("base", pretrain), ("sft", sft)]:
+        demo.stage(module, cfgs[name])
+    return Path(cfgs["base"].out), Path(cfgs["sft"].out)
+
+
+def measure(model, reference, tokenizer, scorers: dict, prompts: list[str], seed: int) -> dict:
+    """KL(model || reference) and each scorer's mean, all from one set of the model's samples."""
+    from ..evals import kl_from_samples
+
+    samples = sample(model, tokenizer, prompts, 48, 1.0, seed=seed)
+    completions = [s.completion for s in samples]
+    return {"kl": max(0.0, kl_from_samples(model, reference, tokenizer, samples)),
+            **{name: mean(checked_scores(scorer, prompts, completions)) for name, scorer in scorers.items()}}
+
+
 def review_prompts_file(out: Path, world: World, split: str, n: int, seed: int) -> str:
     path = out / f"prompts-{split}.jsonl"
     path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in world.prompts("review", split, n, seed)))
@@ -73,11 +96,11 @@ def best_of_n_curves(policy: str, proxies: dict, gold, prompts: list[str], n_max
         proxy_scores = checked_scores(proxy, repeated, completions)
         rows = []
         for n in ns:
-            picks = [i * n_max + best_index(proxy_scores[i * n_max:(i + 1) * n_max], n) for i in range(len(prompts))]
+            chosen = picks(proxy_scores, n_max, n)
             rows.append({"n": n, "kl_analytic": kl_analytic(n),
                          "kl_empirical": mean(kl_empirical(proxy_scores[i * n_max:(i + 1) * n_max], n)
                                               for i in range(len(prompts))),
-                         "proxy": mean(proxy_scores[j] for j in picks), "gold": mean(gold_scores[j] for j in picks)})
+                         "proxy": mean(proxy_scores[j] for j in chosen), "gold": mean(gold_scores[j] for j in chosen)})
         curves[name] = rows
     return curves
 
@@ -85,7 +108,6 @@ def best_of_n_curves(policy: str, proxies: dict, gold, prompts: list[str], n_max
 def ppo_curve(out: Path, sft: Path, proxy_dir: Path, proxy, gold, prompts_file: str, eval_prompts: list[str],
               scale: dict, seed: int) -> list[dict]:
     """PPO against one proxy; each checkpoint scored by proxy and gold, KL to SFT from samples."""
-    from ..evals import kl_from_samples
     from ..models import load_model, load_tokenizer
     from ..stages import ppo
 
@@ -97,28 +119,17 @@ def ppo_curve(out: Path, sft: Path, proxy_dir: Path, proxy, gold, prompts_file: 
     points = []
     for path in [sft, *checkpoints]:
         model = reference if path == sft else load_model(str(path))
-        samples = sample(model, tokenizer, eval_prompts, 48, 1.0, seed=seed)
-        completions = [s.completion for s in samples]
-        kl = max(0.0, kl_from_samples(model, reference, tokenizer, samples))
-        points.append({"step": 0 if path == sft else int(path.name.split("-")[1]), "kl": kl,
-                       "proxy": mean(checked_scores(proxy, eval_prompts, completions)),
-                       "gold": mean(checked_scores(gold, eval_prompts, completions))})
+        points.append({"step": 0 if path == sft else int(path.name.split("-")[1]),
+                       **measure(model, reference, tokenizer, {"proxy": proxy, "gold": gold}, eval_prompts, seed)})
     return points
 
 
 def run(out: Path, seed: int = 0, micro: bool = False) -> dict:
-    from ..stages import pretrain, reward, sft, tokenizer
+    from ..stages import reward
 
     out = Path(out)
     scale = SCALES["micro" if micro else "default"]
-    cfgs = demo.configs(out / "lifecycle", seed, micro)
-    if micro:  # the demo's micro base only emits noise, and noise ties every pair at sentiment 0
-        cfgs["base"] = cfgs["base"].model_copy(update=MICRO_BASE)
-        cfgs["sft"] = cfgs["sft"].model_copy(update={"max_steps": 30})
-
-    for name, module in [("tokenizer", tokenizer), ("base", pretrain), ("sft", sft)]:
-        demo.stage(module, cfgs[name])
-    base, policy = Path(cfgs["base"].out), Path(cfgs["sft"].out)
+    base, policy = lifecycle(out, seed, micro)
     world = World(seed)
     train_prompts = review_prompts_file(out, world, "train", max(scale["proxy_prompts"]), seed)
     eval_prompts = world.prompts("review", "eval", scale["eval_prompts"], seed)

@@ -46,6 +46,12 @@ def best_index(scores: list[float], n: int) -> int:
     return max(range(n), key=lambda i: (scores[i], -i))
 
 
+def picks(scores: list[float], pool: int, n: int) -> list[int]:
+    """For each prompt, whose samples are scores[i*pool:(i+1)*pool], the index of its best-of-n pick
+    (the best of its first n samples)."""
+    return [i * pool + best_index(scores[i * pool:(i + 1) * pool], n) for i in range(len(scores) // pool)]
+
+
 def run(cfg: BestOfNConfig) -> Path:
     from ..models import load_model, load_tokenizer
 
@@ -68,19 +74,19 @@ def run(cfg: BestOfNConfig) -> Path:
 
     results, rows = [], []
     for n in sorted(set(cfg.n)):
-        picks = [i * n_max + best_index(proxy_scores[i * n_max:(i + 1) * n_max], n) for i in range(len(prompts))]
+        chosen = picks(proxy_scores, n_max, n)
         result = {
             "n": n,
-            "proxy": mean(proxy_scores[j] for j in picks),
-            "gold": mean(gold_scores[j] for j in picks) if gold_scores else None,
+            "proxy": mean(proxy_scores[j] for j in chosen),
+            "gold": mean(gold_scores[j] for j in chosen) if gold_scores else None,
             "kl_analytic": kl_analytic(n),
             "kl_empirical": mean(kl_empirical(proxy_scores[i * n_max:(i + 1) * n_max], n) for i in range(len(prompts))),
-            "response_tokens": mean(len(samples[j].completion_ids) for j in picks),
+            "response_tokens": mean(len(samples[j].completion_ids) for j in chosen),
         }
         results.append(result)
         run.log({"step": n, **result})
         rows += [{"n": n, "prompt": repeated[j], "completion": completions[j], "proxy": proxy_scores[j],
-                  "gold": gold_scores[j] if gold_scores else None} for j in picks]
+                  "gold": gold_scores[j] if gold_scores else None} for j in chosen]
     run.write_samples(rows)
     run.write_json("results.json", {"proxy": proxy.name, "gold": gold.name if gold else None, "results": results})
     run.finish(prompts=len(prompts), samples_per_prompt=n_max,

@@ -18,17 +18,14 @@ from ..runs import Run, is_finished, read_status
 from ..sampling import sample
 from ..scoring import checked_scores, make_scorer
 from . import sft
-from .best_of_n import best_index
+from .best_of_n import picks
 from .dpo import preference_prompts
 
 
 def keep_best(prompts: list[str], completions: list[str], scores: list[float], k: int) -> list[dict]:
     """The best of each prompt's k samples, as SFT rows."""
-    kept = []
-    for i, prompt in enumerate(prompts):
-        j = i * k + best_index(scores[i * k:(i + 1) * k], k)
-        kept.append({"prompt": prompt, "completion": completions[j], "score": scores[j]})
-    return kept
+    return [{"prompt": prompt, "completion": completions[j], "score": scores[j]}
+            for prompt, j in zip(prompts, picks(scores, k, k))]
 
 
 def run(cfg: RejectionSamplingConfig) -> Path:

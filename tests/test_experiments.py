@@ -38,21 +38,41 @@ def test_overoptimization_micro(tmp_path):
 
 
 def test_dominance():
-    from alignlab.experiments.frontier import dominates
+    from alignlab.experiments.frontier import dominates, verdict
 
     low = [{"kl": 1.0, "reward": 0.2}, {"kl": 3.0, "reward": 0.5}]
     high = [{"kl": 1.0, "reward": 0.4}, {"kl": 2.0, "reward": 0.6}]
     assert dominates(high, low) and not dominates(low, high)
+    # the same gap within two standard errors is a close call, not a clear win
+    noisy = [{**p, "reward_se": 0.1} for p in high]
+    assert dominates(noisy, low) and not dominates(noisy, low, margin=2.0)
+    assert dominates(high, low, margin=2.0)  # no noise recorded: any gap is clear
+    result = verdict({"start": [{"kl": 0, "reward": 0}], "a": noisy, "b": low})
+    assert result["on_frontier"] == ["a"] and result["not_clearly_dominated"] == ["a", "b"]
 
 
 def test_frontier_micro(tmp_path):
     from alignlab.experiments import frontier
 
-    summary = frontier.run(tmp_path / "fr", micro=True)
-    methods = summary["methods"]
-    assert set(methods) == {"sft", "dpo", "preferred-ft", "ppo", "best-of-n"}
+    summary = frontier.run(tmp_path / "fr", micro=True, data="world")
+    setting = summary["settings"]["world"]
+    methods = setting["methods"]
+    assert set(summary["settings"]) == {"world"}
+    assert set(methods) == {"start", "dpo", "preferred-ft", "ppo", "best-of-n"}
     assert [p["beta"] for p in methods["dpo"]] == [0.1, 0.5] and [p["n"] for p in methods["best-of-n"]] == [1, 2, 4]
     for points in methods.values():
-        assert all(p["kl"] >= 0 and -1 <= p["reward"] <= 1 for p in points)
+        assert all(p["kl"] >= 0 and -1 <= p["reward"] <= 1 and p["reward_se"] >= 0 for p in points)
     assert methods["best-of-n"][0]["kl"] == 0
-    assert set(summary["on_frontier"]) <= set(methods) and (tmp_path / "fr" / "report.html").exists()
+    assert set(setting["on_frontier"]) <= set(setting["not_clearly_dominated"]) <= set(methods)
+    assert (tmp_path / "fr" / "report.html").exists()
+
+
+def test_frontier_rejects_bad_data_before_work(tmp_path):
+    from alignlab.errors import InputError
+    from alignlab.experiments import frontier
+
+    with pytest.raises(InputError, match="must be world, imdb or both"):
+        frontier.run(tmp_path / "fr", data="mars")
+    with pytest.raises(InputError, match="aclImdb_unsup.jsonl.gz not found"):
+        frontier.run(tmp_path / "fr", data="both", imdb=tmp_path / "nowhere")
+    assert not (tmp_path / "fr").exists()

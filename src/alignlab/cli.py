@@ -103,6 +103,20 @@ def reward(config: Optional[Path] = ConfigOpt, out: Optional[str] = OutOpt, sets
 
 
 @app.command()
+def classifier(config: Optional[Path] = ConfigOpt, out: Optional[str] = OutOpt, sets: list[str] = SetOpt,
+               seed: Optional[int] = SeedOpt, resume: bool = ResumeOpt,
+               model: Optional[str] = typer.Option(None, help="causal LM to put a two-label head on"),
+               data: Optional[str] = typer.Option(None, help="a labelled file or hub data set"),
+               label_field: Optional[str] = typer.Option(None, "--label-field")):
+    """A two-label text classifier (e.g. IMDb sentiment) to use as a judge or reward: log-odds of positive."""
+    from .config import ClassifierConfig
+    from .stages import classifier as stage
+
+    _run_stage(ClassifierConfig, stage.run, config, sets, out=out, seed=seed, resume=resume, model=model,
+               data=data, label_field=label_field)
+
+
+@app.command()
 def ppo(config: Optional[Path] = ConfigOpt, out: Optional[str] = OutOpt, sets: list[str] = SetOpt,
         seed: Optional[int] = SeedOpt, resume: bool = ResumeOpt,
         model: Optional[str] = typer.Option(None, help="the starting policy"),
@@ -159,6 +173,20 @@ def rejection_sampling(config: Optional[Path] = ConfigOpt, out: Optional[str] = 
                reward=reward)
 
 
+@app.command()
+def unalign(config: Optional[Path] = ConfigOpt, out: Optional[str] = OutOpt, sets: list[str] = SetOpt,
+            seed: Optional[int] = SeedOpt, resume: bool = ResumeOpt,
+            model: Optional[str] = typer.Option(None, help="the aligned model to turn back toward a base"),
+            data: Optional[str] = typer.Option(None, help="'world' or a pretraining-style text/jsonl file or hub set"),
+            rank: Optional[int] = typer.Option(None, "--rank", help="LoRA rank")):
+    """Reverse alignment: LoRA on pretraining-style text (causal-LM loss), merged into a standalone model."""
+    from .config import UnalignConfig
+    from .stages import unalign as stage
+
+    _run_stage(UnalignConfig, stage.run, config, sets, out=out, seed=seed, resume=resume, model=model, data=data,
+               rank=rank)
+
+
 @app.command("eval")
 def eval_(config: Optional[Path] = ConfigOpt, out: Optional[str] = OutOpt, sets: list[str] = SetOpt,
           seed: Optional[int] = SeedOpt,
@@ -202,11 +230,16 @@ def experiment_overoptimization(
 def experiment_frontier(
         out: Path = typer.Option(Path("runs/frontier"), "--out", "-o"),
         seed: int = typer.Option(0, "--seed"),
-        micro: bool = typer.Option(False, "--micro", help="a shrunken smoke run (numbers mean little)")):
-    """DPO paper: the reward-vs-KL frontier of DPO, PPO, preferred-FT and best-of-n (world sentiment)."""
-    from .experiments import frontier
+        micro: bool = typer.Option(False, "--micro", help="a shrunken smoke run (numbers mean little)"),
+        data: str = typer.Option("auto", "--data", help="world | imdb | both | auto (both when --imdb is found)"),
+        imdb: Path = typer.Option(Path("../shared/data/imdb"), "--imdb", help="folder with the aclImdb JSONL files")):
+    """DPO paper: the reward-vs-KL frontier of DPO, PPO, preferred-FT and best-of-n (world and IMDb sentiment)."""
+    from .experiments import frontier, imdb as imdb_data
 
-    frontier.run(out, seed=seed, micro=micro)
+    if data == "auto":
+        data = "both" if (imdb / imdb_data.UNSUP).is_file() else "world"
+        typer.echo(f"frontier: data {data}" + ("" if data == "both" else f" (no IMDb files in {imdb})"))
+    frontier.run(out, seed=seed, micro=micro, data=data, imdb=imdb)
     typer.echo(f"report: {out / 'report.html'}")
 
 

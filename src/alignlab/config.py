@@ -189,6 +189,19 @@ class RewardConfig(TrainConfig):
     lr: float = Field(3e-4, gt=0)
 
 
+class ClassifierConfig(TrainConfig):
+    model: str = Field(description="causal LM to put a two-label classification head on (e.g. the base)")
+    data: str = Field(description="a labelled file or hub data set")
+    text_field: str = "text"
+    label_field: str = "label"
+    positive_label: str | int | None = Field(None, description="the positive label (default: the larger value)")
+    max_examples: int | None = Field(None, ge=2, description="use a seeded random subset of this many rows")
+    eval_fraction: float = Field(0.1, ge=0, lt=1, description="rows held out for accuracy")
+    max_length: int = Field(128, ge=8)
+    max_steps: int = Field(300, ge=1)
+    lr: float = Field(3e-4, gt=0)
+
+
 class RLConfig(TrainConfig):
     """What every online RL stage shares: a scorer as reward, prompts to sample on, monitors."""
 
@@ -259,3 +272,27 @@ class RejectionSamplingConfig(TrainConfig):
     max_length: int = Field(128, ge=8)
     max_steps: int = Field(50, ge=1, description="SFT steps per round")
     lr: float = Field(3e-4, gt=0)
+
+
+class UnalignConfig(TrainConfig):
+    """Reverse alignment: LoRA trained with the plain causal-LM loss on pretraining-style text, then merged
+    (as gpt-oss-20b was turned into gpt-oss-20b-base). Targets are name suffixes matched inside `layers`."""
+
+    model: str = Field(description="the aligned model to turn back toward a base model")
+    data: str = Field("world", description="pretraining-style text: 'world' (reviews and encyclopedia entries; "
+                                           "no dialogues, no canaries) or a text/jsonl file / hub data set")
+    text_field: str = "text"
+    world_docs: int = Field(2000, ge=1)
+    max_docs: int | None = Field(None, ge=1, description="use only the first this many documents")
+    rank: int = Field(16, ge=1, description="LoRA rank r (per expert for fused expert weights)")
+    alpha: float = Field(32, gt=0, description="LoRA alpha; the update is scaled by alpha / rank")
+    dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout (must be 0 with target_parameters)")
+    target_modules: list[str] = Field(["gate_proj", "up_proj", "down_proj"],
+                                      description="suffixes of module names (Linear layers), e.g. Llama's MLP")
+    target_parameters: list[str] = Field([], description="suffixes of parameter names for fused weights, "
+                                                         "e.g. MoE experts: mlp.experts.gate_up_proj")
+    layers: list[int] | None = Field(None, description="decoder layer indices to adapt; none: every layer")
+    block_size: int = Field(128, ge=8)
+    max_steps: int = Field(100, ge=1)
+    lr: float = Field(5e-4, gt=0)
+    warmup_steps: int = Field(10, ge=0)

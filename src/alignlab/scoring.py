@@ -35,12 +35,13 @@ class VaderScorer:
 
 
 class RewardModelScorer:
-    """A trained reward model (sequence classification, one logit) scoring prompt + completion + EOS,
-    the same text TRL's RewardTrainer trained it on."""
+    """A trained reward model (sequence classification, one logit) or a two-label classifier
+    (`alignlab classifier`; the score is the log-odds of its positive label) scoring
+    prompt + completion + EOS, the same text both were trained on."""
 
     def __init__(self, path: str, batch_size: int = 64, trust_remote_code: bool = False):
         import torch
-        from transformers import AutoModelForSequenceClassification
+        from transformers import AutoConfig, AutoModelForSequenceClassification
 
         from .models import load_tokenizer, locate
 
@@ -48,8 +49,12 @@ class RewardModelScorer:
         self.tokenizer = load_tokenizer(path, trust_remote_code)
         where = locate(path, "model")
         try:
+            config = AutoConfig.from_pretrained(where, trust_remote_code=trust_remote_code)
+            if not any(a.endswith("ForSequenceClassification") for a in config.architectures or []) \
+                    or config.num_labels not in (1, 2):
+                raise ValueError("not a reward model (one logit) or a two-label classifier")
             self.model = AutoModelForSequenceClassification.from_pretrained(
-                where, num_labels=1, dtype=torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code)
+                where, dtype=torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code)
         except (OSError, ValueError) as e:
             raise InputError(f"reward: cannot load reward model {path!r}: {str(e).splitlines()[0]}") from None
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
@@ -67,7 +72,8 @@ class RewardModelScorer:
             for start in range(0, len(texts), self.batch_size):
                 batch = self.tokenizer(texts[start:start + self.batch_size], padding=True, return_tensors="pt",
                                        add_special_tokens=False)
-                out += self.model(**batch).logits[:, 0].tolist()
+                logits = self.model(**batch).logits
+                out += (logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]).tolist()
         return out
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from statistics import mean
+from statistics import mean, stdev
 
 from ..config import PPOConfig, RewardConfig
 from ..sampling import sample
@@ -67,13 +67,17 @@ def lifecycle(out: Path, seed: int, micro: bool) -> tuple[Path, Path]:
 
 
 def measure(model, reference, tokenizer, scorers: dict, prompts: list[str], seed: int) -> dict:
-    """KL(model || reference) and each scorer's mean, all from one set of the model's samples."""
+    """KL(model || reference) and each scorer's mean and standard error, all from one set of the
+    model's samples."""
     from ..evals import kl_from_samples
 
     samples = sample(model, tokenizer, prompts, 48, 1.0, seed=seed)
     completions = [s.completion for s in samples]
-    return {"kl": max(0.0, kl_from_samples(model, reference, tokenizer, samples)),
-            **{name: mean(checked_scores(scorer, prompts, completions)) for name, scorer in scorers.items()}}
+    result = {"kl": max(0.0, kl_from_samples(model, reference, tokenizer, samples))}
+    for name, scorer in scorers.items():
+        scores = checked_scores(scorer, prompts, completions)
+        result[name], result[f"{name}_se"] = mean(scores), stdev(scores) / math.sqrt(len(scores))
+    return result
 
 
 def review_prompts_file(out: Path, world: World, split: str, n: int, seed: int) -> str:

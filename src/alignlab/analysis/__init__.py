@@ -1,0 +1,1 @@
+"""Analyses of models themselves (not of their samples): weight-space deltas between stages."""

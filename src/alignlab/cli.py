@@ -226,6 +226,18 @@ def experiment_overoptimization(
     typer.echo(f"report: {out / 'report.html'}")
 
 
+@experiment_app.command("reversal")
+def experiment_reversal(
+        out: Path = typer.Option(Path("runs/reversal"), "--out", "-o"),
+        seed: int = typer.Option(0, "--seed"),
+        micro: bool = typer.Option(False, "--micro", help="a shrunken smoke run (numbers mean little)")):
+    """Undo alignment with a merged LoRA (gpt-oss-20b-base recipe): back to base? weight space; the tax table."""
+    from .experiments import reversal
+
+    reversal.run(out, seed=seed, micro=micro)
+    typer.echo(f"report: {out / 'report.html'}")
+
+
 @experiment_app.command("frontier")
 def experiment_frontier(
         out: Path = typer.Option(Path("runs/frontier"), "--out", "-o"),

@@ -100,6 +100,12 @@ class EvalConfig(StageConfig):
     canary_candidates: int = Field(500, ge=10)
     canary_repeats: list[int] = Field([1, 4, 16], description="as in pretraining: which canaries were inserted")
     batch_size: int = Field(64, ge=1)
+    benchmarks: list[Literal["hellaswag", "piqa", "mmlu", "truthfulqa_mc1"]] = Field(
+        [], description="multiple-choice benchmarks read from data_root")
+    benchmark_items: int = Field(200, ge=1, description="seeded subsample per benchmark")
+    xstest: bool = Field(False, description="over-refusal on XSTest's safe prompts (and refusal on its unsafe ones)")
+    data_root: str | None = Field(None, description="folder of the real data sets (default $ALIGNLAB_SHARED_DATA "
+                                                    "or ../shared/data)")
     trust_remote_code: bool = False
 
 

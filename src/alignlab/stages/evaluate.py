@@ -10,7 +10,13 @@ Metrics (all in the run's metrics.json and status.json):
 - knowledge_accuracy: multiple-choice probes about held-out countries;
 - nll_per_token and bits_per_byte on held-out pretraining-style documents;
 - canary_exposure (bits, mean over inserted canaries), canary_exposure_control (canaries never
-  inserted: the chance level), canary_recall.
+  inserted: the chance level), canary_recall;
+- chat_format_adherence: share of answers to chat prompts that end their turn (EOS) without
+  writing the next "User:" turn themselves, as a base model continuing a transcript does;
+- review_positive_share / review_negative_share: the distribution of gold sentiment;
+- self_bleu_review: Self-BLEU-4 of the reviews (higher = less diverse);
+- optional, the alignment-tax suite on real data: bench_<name> accuracy on multiple-choice
+  benchmarks (HellaSwag, PIQA, MMLU, TruthfulQA MC1) and XSTest over-refusal.
 """
 from __future__ import annotations
 
@@ -22,7 +28,8 @@ from ..data import read_texts
 from ..evals import bits_per_byte, canary_memorization, distinct_n, kl_from_samples, multiple_choice_accuracy
 from ..runs import Run
 from ..sampling import sample
-from ..world import World
+from ..evals.benchmarks import self_bleu
+from ..world import USER, World, chat_prompt
 from ..world.judges import WorldJudge, refuses
 
 PROMPT_SETS = ["review", "harmful", "benign", "contrast"]
@@ -64,7 +71,36 @@ def evaluate(model, tokenizer, cfg: EvalConfig, reference=None) -> tuple[dict, l
     metrics["canary_exposure_control"] = mean(c["exposure_bits"] for c in control) if control else None
     metrics["canary_recall"] = mean(c["recalled"] for c in inserted) if inserted else None
     metrics["canaries"] = [{**c, "repeats": r} for c, r in zip(canaries, repeats)]
+    metrics.update(format_and_spread(samples, by_set, tokenizer.eos_token_id))
+    metrics.update(tax_suite(model, tokenizer, cfg))
     return metrics, rows
+
+
+def format_and_spread(samples, by_set: dict, eos: int) -> dict:
+    ended = [s.completion_ids[-1:] == [eos] and USER not in s.completion for s in samples]
+    reviews = [r["score"] for r in by_set["review"]]
+    return {"chat_format_adherence": mean(ended),
+            "review_positive_share": mean(x > 0 for x in reviews), "review_negative_share": mean(x < 0 for x in reviews),
+            "self_bleu_review": self_bleu([r["completion"] for r in by_set["review"]])}
+
+
+def tax_suite(model, tokenizer, cfg: EvalConfig) -> dict:
+    """Benchmarks read from the real data sets (absent files: a warning and no number)."""
+    from ..evals import benchmarks
+
+    names = cfg.benchmarks + (["xstest"] if cfg.xstest else [])
+    if not names:
+        return {}
+    metrics, suite = {}, benchmarks.load_suite(names, cfg.benchmark_items, cfg.seed, cfg.data_root)
+    for name in cfg.benchmarks:
+        metrics[f"bench_{name}"] = (multiple_choice_accuracy(model, tokenizer, suite[name], batch_size=8)
+                                    if name in suite else None)
+    if "xstest" in suite:
+        for label, key in (("safe", "over_refusal_rate_xstest"), ("unsafe", "refusal_rate_xstest_unsafe")):
+            answers = sample(model, tokenizer, [chat_prompt(p) for p in suite["xstest"][label]], cfg.max_new_tokens,
+                             cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed)
+            metrics[key] = mean(refuses(a.completion) for a in answers)
+    return metrics
 
 
 def run(cfg: EvalConfig) -> Path:

@@ -10,7 +10,8 @@ tokens/s = batch x 64 / seconds for both.
   sample:   wall time of the whole alignlab.sampling.sample call (tokenizing, decoding to text)
 
 One untimed call of each warms up; then runs alternate (generate, sample, x --repeats) to spread
-machine drift, and the medians are compared per model.
+machine drift, and the medians are compared per model (also printed: the median of the ratios of
+each repeat's adjacent pair, which slow drift in the machine's load affects least).
 
     python benchmarks/sampling_throughput.py --repeats 3
 """
@@ -92,10 +93,12 @@ def benchmark(models=("tiny-1m", "tiny-4m"), batch_size=32, new_tokens=64, repea
                 runs[method].append({"tokens_per_second": tokens / seconds, "seconds": seconds})
                 print(f"{name} [{i + 1}/{repeats}] {method:8s} {tokens / seconds:8.0f} tok/s  ({seconds:.2f} s)")
         median = {k: statistics.median(r["tokens_per_second"] for r in v) for k, v in runs.items()}
+        paired = [s["tokens_per_second"] / g["tokens_per_second"] for g, s in zip(runs["generate"], runs["sample"])]
         results[name] = {"runs": runs, "median_tokens_per_second": median,
-                         "ratio": median["sample"] / median["generate"]}
+                         "ratio": median["sample"] / median["generate"], "paired_ratios": paired}
         print(f"{name}: median tok/s generate {median['generate']:.0f}  sample {median['sample']:.0f}  "
-              f"ratio {results[name]['ratio']:.2f} (target >= {TARGET_RATIO})")
+              f"ratio {results[name]['ratio']:.2f}, median paired ratio {statistics.median(paired):.2f} "
+              f"(target >= {TARGET_RATIO})")
     return {"models": results, "batch_size": batch_size, "new_tokens": new_tokens, "repeats": repeats,
             "threads": torch.get_num_threads(), "vocab_size": len(tok),
             "prompt_tokens": [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]}

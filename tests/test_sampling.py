@@ -139,6 +139,9 @@ def test_inverse_cdf_draw_hits_each_probability_and_never_a_zero_one():
     assert set(tokens.tolist()) == {1, 3, 4}
     assert chi_square_fits(tokens, probs)
     assert (sampling._draw(logits[:3], 1.0, greedy=True)[:, 0] == 1).all()
+    hot = sampling._draw(logits, 2.0, greedy=False)[:, 0]  # softmax(log p / 2) is proportional to sqrt(p)
+    assert chi_square_fits(hot, probs.sqrt() / probs.sqrt().sum()) and not chi_square_fits(hot, probs)
+    assert torch.equal(logits, probs.log().expand(20000, -1))  # the caller's logits are left as they were
 
 
 def test_completions_stop_at_eos_and_seeds_reproduce(tok):
@@ -147,6 +150,7 @@ def test_completions_stop_at_eos_and_seeds_reproduce(tok):
     samples = sample(model, tok, prompts, max_new_tokens=40, seed=1)
     eos = tok.eos_token_id
     for s in samples:
+        assert s.prompt_ids == tok(s.prompt, add_special_tokens=False)["input_ids"]  # batched = one by one
         assert 1 <= len(s.completion_ids) <= 40
         assert eos not in s.completion_ids[:-1]
         assert s.completion_ids[-1] == eos or len(s.completion_ids) == 40
@@ -181,6 +185,60 @@ def test_models_the_fast_path_cannot_drive_fall_back_to_generate(tok):
     with pytest.warns(UserWarning, match="falling back to model.generate"):
         ours = [s.completion_ids for s in sample(model, tok, PROMPTS, 12, greedy=True)]
     assert ours == generate_rows(model, tok, PROMPTS, 12, do_sample=False)
+
+
+@pytest.mark.parametrize("make", [llama, gpt2])
+def test_the_decode_step_mask_is_the_one_transformers_builds(tok, make):
+    """The padding mask passed 4D at decode steps is exactly create_causal_mask's, which it skips."""
+    from transformers.masking_utils import create_causal_mask
+
+    model = make(tok)
+    encoded = [tok(p, add_special_tokens=False)["input_ids"] for p in PROMPTS]
+    width = max(map(len, encoded))
+    ids = torch.tensor([[tok.pad_token_id] * (width - len(e)) + e for e in encoded])
+    mask = (torch.arange(width) >= torch.tensor([width - len(e) for e in encoded])[:, None]).long()
+    cache = sampling._cache(model.config, capacity=width + 4)
+    assert sampling._step_mask_is_padding_mask(model, cache)
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True)
+    step_mask = torch.cat([mask, mask.new_ones(len(ids), 1)], dim=1)
+    theirs = create_causal_mask(config=model.config, inputs_embeds=torch.zeros(len(ids), 1, model.config.hidden_size),
+                                attention_mask=step_mask, past_key_values=cache,
+                                position_ids=step_mask.sum(-1, keepdim=True) - 1)
+    assert torch.equal(theirs, step_mask.bool()[:, None, None, :])
+
+
+def test_the_2d_mask_is_kept_where_a_4d_one_would_be_wrong(tok):
+    sliding = mistral(tok)
+    assert not sampling._step_mask_is_padding_mask(sliding, sampling._cache(sliding.config, 8))
+    eager = llama(tok)
+    eager.set_attn_implementation("eager")  # wants additive float masks, not bool
+    assert not sampling._step_mask_is_padding_mask(eager, sampling._cache(eager.config, 8))
+    ours = [s.completion_ids for s in sample(eager, tok, PROMPTS, max_new_tokens=12, greedy=True)]
+    assert ours == generate_rows(eager, tok, PROMPTS, 12, do_sample=False)
+
+
+def test_linear_weights_are_column_major_only_while_decoding(tok, monkeypatch):
+    """The faster weight layout is the same values, and the very same tensors come back, even on an error."""
+    model = llama(tok)
+    before = {name: (p, p.data_ptr(), p.stride(), p.detach().clone()) for name, p in model.named_parameters()}
+    seen = []
+
+    def failing_decode(model, *args):
+        seen.append([m.weight.is_contiguous() for m in model.modules() if isinstance(m, torch.nn.Linear)])
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(sampling, "_decode", failing_decode)
+    with pytest.raises(RuntimeError, match="stop"):
+        sample(model, tok, PROMPTS, 4)
+    assert seen and not any(seen[0])  # every Linear weight (the tied lm_head too) was column-major
+    for name, p in model.named_parameters():
+        param, address, stride, values = before[name]
+        assert p is param and (p.data_ptr(), p.stride()) == (address, stride) and torch.equal(p, values), name
+    monkeypatch.setattr(sampling, "_CHECKED_MODEL_TYPES", frozenset())  # an unchecked model type is left alone
+    with pytest.raises(RuntimeError, match="stop"):
+        sample(model, tok, PROMPTS, 4)
+    assert all(seen[1])
 
 
 def test_the_model_still_trains_after_sampling(tok):

@@ -140,6 +140,11 @@ def test_unalign_micro_sft_on_layer_zero(micro_base, micro_sft, tmp_path):
     assert (tmp_path / "spectra.png").stat().st_size > 0 and (tmp_path / "cosine.png").stat().st_size > 0
     assert weight_deltas(micro_sft, micro_sft) == {}
 
+    # the same config gives the same weights whatever ran before in the process (LoRA's init is seeded)
+    torch.rand(1000)
+    again = unalign.run(cfg.model_copy(update={"out": str(tmp_path / "again")}))
+    assert all(torch.equal(after[k], v) for k, v in tensors(again).items())
+
 
 def test_spectrum_and_cosine_on_synthetic_updates():
     torch.manual_seed(0)

@@ -255,6 +255,59 @@ def experiment_frontier(
     typer.echo(f"report: {out / 'report.html'}")
 
 
+elasticity_app = typer.Typer(no_args_is_help=True, help="Ji et al. 2025, 'Language Models Resist Alignment': "
+                                                       "resistance, rebound, scaling, the compression view.")
+app.add_typer(elasticity_app, name="elasticity")
+ElasticityOut = typer.Option(Path("runs/elasticity"), "--out", "-o", help="folder for the runs and the report")
+ElasticitySeed = typer.Option(0, "--seed")
+ElasticityMicro = typer.Option(False, "--micro", help="a shrunken smoke run (numbers mean little)")
+ElasticityData = typer.Option("world", "--data", help="world | imdb | safety (real data read from ../shared/data)")
+
+
+def _elasticity(parts: tuple[str, ...], out: Path, seed: int, micro: bool, data: str) -> None:
+    from .experiments import elasticity
+
+    summary = elasticity.run(out, parts=parts, seed=seed, micro=micro, data=data)
+    for claim, ok in summary["verdicts"].items():
+        typer.echo(f"{claim}: {'not measured' if ok is None else 'supported' if ok else 'not reproduced'}")
+    typer.echo(f"report: {out / 'report.html'}  ({summary['wall_seconds']:.0f} s)")
+
+
+@elasticity_app.command("resistance")
+def elasticity_resistance(out: Path = ElasticityOut, seed: int = ElasticitySeed, micro: bool = ElasticityMicro,
+                          data: str = ElasticityData):
+    """Forward (earlier slice on a later slice's answers) vs inverse alignment losses, over 3 seeds."""
+    _elasticity(("resistance",), out, seed, micro, data)
+
+
+@elasticity_app.command("rebound")
+def elasticity_rebound(out: Path = ElasticityOut, seed: int = ElasticitySeed, micro: bool = ElasticityMicro,
+                       data: str = ElasticityData):
+    """Negative fine-tuning after 0..N positive examples: score curves, knees, initial-drop slopes."""
+    _elasticity(("rebound",), out, seed, micro, data)
+
+
+@elasticity_app.command("scaling")
+def elasticity_scaling(out: Path = ElasticityOut, seed: int = ElasticitySeed, micro: bool = ElasticityMicro,
+                       data: str = ElasticityData):
+    """Rebound strength against model size (tiny-1m/4m/16m) and against pretraining tokens."""
+    _elasticity(("scaling",), out, seed, micro, data)
+
+
+@elasticity_app.command("compression")
+def elasticity_compression(out: Path = ElasticityOut, seed: int = ElasticitySeed, micro: bool = ElasticityMicro,
+                           data: str = ElasticityData):
+    """Change in bits per byte on pretraining vs alignment text under a perturbation, against |D_p|/|D_a|."""
+    _elasticity(("compression",), out, seed, micro, data)
+
+
+@elasticity_app.command("all")
+def elasticity_all(out: Path = ElasticityOut, seed: int = ElasticitySeed, micro: bool = ElasticityMicro,
+                   data: str = ElasticityData):
+    """Every part, sharing runs, with one summary.json and report.html."""
+    _elasticity(("resistance", "rebound", "scaling", "compression"), out, seed, micro, data)
+
+
 @app.command()
 def world(out: Path = typer.Option(..., "--out", "-o", help="folder to write the world's data sets into"),
           docs: int = typer.Option(20000, help="pretraining documents"),

@@ -53,7 +53,7 @@ def peaks_then_falls(values: list[float], tolerance: float = 0.02) -> bool:
     return top < len(values) - 1 and values[-1] < values[top] - tolerance
 
 
-def lifecycle(out: Path, seed: int, micro: bool) -> tuple[Path, Path]:
+def lifecycle(out: Path, seed: int, micro: bool, base_changes: dict | None = None) -> tuple[Path, Path]:
     """Tokenizer, base and SFT runs for an experiment (reused when finished): (base, sft) folders."""
     from ..stages import pretrain, sft, tokenizer
 
@@ -61,6 +61,7 @@ def lifecycle(out: Path, seed: int, micro: bool) -> tuple[Path, Path]:
     if micro:  # the demo's micro base only emits noise, and noise ties every pair at sentiment 0
         cfgs["base"] = cfgs["base"].model_copy(update=MICRO_BASE)
         cfgs["sft"] = cfgs["sft"].model_copy(update={"max_steps": 30})
+    cfgs["base"] = cfgs["base"].model_copy(update=base_changes or {})
     for name, module in [("tokenizer", tokenizer), ("base", pretrain), ("sft", sft)]:
         demo.stage(module, cfgs[name])
     return Path(cfgs["base"].out), Path(cfgs["sft"].out)

@@ -65,7 +65,8 @@ def accuracy(scorer, examples: list[dict]) -> float | None:
 
 def run(cfg: ClassifierConfig) -> Path:
     import torch
-    from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
+                              TrainingArguments, set_seed)
 
     from ..models import load_tokenizer, locate
     from ..scoring import RewardModelScorer
@@ -75,6 +76,7 @@ def run(cfg: ClassifierConfig) -> Path:
     if not train_examples:
         raise InputError(f"{cfg.data}: no training examples left after holding out {cfg.eval_fraction:.0%}")
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    set_seed(cfg.seed)  # the new head starts random: seed it by this run's seed, not by what ran before
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             locate(cfg.model, "model"), num_labels=2, dtype=torch.float32, use_safetensors=True,

@@ -286,6 +286,8 @@ def drop_metrics_after(run: Run, step: int) -> None:
 
 # ----- the stage ----------------------------------------------------------------------------
 def run(cfg: PPOConfig) -> Path:
+    from transformers import set_seed
+
     from ..models import load_model, load_tokenizer
 
     prompts = ppo_prompts(cfg)
@@ -305,6 +307,7 @@ def run(cfg: PPOConfig) -> Path:
     policy.eval()
     device = next(policy.parameters()).device
     reference.to(device)
+    set_seed(cfg.seed)  # the value head's init depends on this run's seed only, not on what ran before
     value_head = torch.nn.Linear(policy.config.hidden_size, 1).to(device)
     torch.nn.init.zeros_(value_head.weight)  # V = 0 at first: no made-up baseline before any return is seen
     torch.nn.init.zeros_(value_head.bias)

@@ -82,7 +82,7 @@ def pairwise_accuracy(scorer, pairs: list[dict]) -> float | None:
 def run(cfg: RewardConfig) -> Path:
     import datasets
     import torch
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, set_seed
     from trl import RewardConfig as TRLRewardConfig
     from trl import RewardTrainer
 
@@ -91,6 +91,7 @@ def run(cfg: RewardConfig) -> Path:
 
     pairs = file_pairs(cfg.data) if cfg.data != "auto" else None
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    set_seed(cfg.seed)  # the new head starts random: seed it by this run's seed, not by what ran before
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             locate(cfg.model, "model"), num_labels=1, dtype=torch.float32, use_safetensors=True,

@@ -141,7 +141,7 @@ def build_lora(model, cfg: UnalignConfig):
 
 
 def run(cfg: UnalignConfig) -> Path:
-    from transformers import Trainer, TrainingArguments, default_data_collator
+    from transformers import Trainer, TrainingArguments, default_data_collator, set_seed
 
     from ..models import count_parameters, load_model, load_tokenizer
     from ..training import FiniteLossMixin, common_args, metrics_callback, save_final, train
@@ -151,6 +151,7 @@ def run(cfg: UnalignConfig) -> Path:
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     model = load_model(cfg.model, cfg.trust_remote_code)
     total = count_parameters(model)
+    set_seed(cfg.seed)  # LoRA's A matrices start random: seed them by this run's seed, not by what ran before
     peft_model, targets = build_lora(model, cfg)  # validates layers, targets and rank
     dataset = pack(texts, tokenizer, cfg.block_size)
     run = Run.start(cfg.out, cfg.model_dump(), cfg.resume)

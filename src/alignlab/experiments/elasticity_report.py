@@ -1,0 +1,112 @@
+"""report.html of `alignlab elasticity` (see elasticity.py): verdicts, the resistance table and loss
+curves, rebound curves with their knees, scaling, and the compression view."""
+from __future__ import annotations
+
+from pathlib import Path
+
+CURVE_COLUMNS = ["score_start", "score_end", "initial_drop_slope", "knee_step", "slope_after_knee",
+                 "knee_slope_ratio", "slows_after_knee"]
+
+
+def _score_curves(curves: dict, judge: str, label) -> dict:
+    return {label(k): ([p["step"] for p in c["points"]], [p[f"score_{judge}"] for p in c["points"]])
+            for k, c in curves.items()}
+
+
+def _with_knees(fig, curves: dict):
+    """Mark each curve's knee on the plot (same colour order as plot_curves draws the lines)."""
+    ax = fig.axes[0]
+    for i, c in enumerate(curves.values()):
+        at = next(p for p in c["points"] if p["step"] == c["knee_step"])
+        ax.plot([c["knee_step"]], [at[f"score_{c['judge']}"]], marker="o", color=f"C{i % 10}")
+    return fig
+
+
+def write_report(out: Path, s: dict) -> Path:
+    from ..report import Report, plot_curves
+
+    judge = s["judge"]
+    title = f"Elasticity of alignment (Ji et al., ACL 2025) on {s['data']}" + (" (micro)" if s["micro"] else "")
+    report = Report(title,
+                    f"judge: {judge}; base pretrained on {s['base_pretrain_tokens']} tokens; "
+                    f"wall time {s['wall_seconds']:.0f} s (finished runs are reused); parts: {', '.join(s['parts'])}")
+    report.heading("Verdicts").verdicts({c: (ok, s["verdict_details"][c]) for c, ok in s["verdicts"].items()})
+    report.text("Criteria are fixed in code (experiments/elasticity.py) and were not tuned to the results. "
+                "A claim that fails them is reported as not reproduced at this scale.")
+
+    if "resistance" in s:
+        report.heading("Resistance: forward vs inverse alignment (Table 1)")
+        report.text("Forward: the earlier slice theta_i fine-tuned on the later slice theta_j's responses; inverse: "
+                    "theta_j fine-tuned on theta_i's. Same hyperparameters, same held-out prompts. Mean = mean "
+                    "training loss over the run, final = the last logged loss; score_earlier/later: the judge's "
+                    "mean over each slice's answers (how far apart the slices are). The paper finds inverse < forward.")
+        report.table({f"{r['pair']} seed {r['seed']}": {k: r[k] for k in ("forward_mean", "inverse_mean",
+                                                                            "forward_final", "inverse_final",
+                                                                            "inverse_lower", "score_earlier",
+                                                                            "score_later")}
+                      for r in s["resistance"]})
+        pairs = list(dict.fromkeys(r["pair"] for r in s["resistance"]))
+        report.table({pair: {f"{k} (mean over seeds)": sum(r[k] for r in rows) / len(rows)
+                             for k in ("forward_mean", "inverse_mean", "forward_final", "inverse_final")}
+                      | {"seeds with inverse lower": f"{sum(r['inverse_lower'] for r in rows)} of {len(rows)}"}
+                      for pair in pairs for rows in [[r for r in s["resistance"] if r["pair"] == pair]]})
+        for pair in pairs:
+            series = {f"{d} seed {r['seed']}": ([x for x, _ in r[f"{d}_curve"]], [y for _, y in r[f"{d}_curve"]])
+                      for r in s["resistance"] if r["pair"] == pair for d in ("forward", "inverse")}
+            fig = plot_curves(series, f"training loss, {pair}", "step", "loss")
+            for line in fig.axes[0].lines:  # one colour per direction, one dash per seed
+                direction, _, seed = line.get_label().split()
+                line.set_color("C0" if direction == "forward" else "C3")
+                line.set_linestyle(["-", "--", ":", "-."][int(seed) % 4])
+            fig.axes[0].legend(fontsize=8, ncol=2)
+            report.figure(fig, f"resistance-{pair}")
+
+    if "rebound" in s:
+        curves = {int(a): {**c, "judge": judge} for a, c in s["rebound"].items()}
+        report.heading("Rebound: negative fine-tuning after growing amounts of positive data")
+        report.text("Constant learning rate during the negative fine-tuning, so a knee is the model's, not the "
+                    "schedule's. Knee: the continuous two-segment line fit with the least squared error. "
+                    "initial_drop_slope: judge score per negative step before the knee.")
+        report.figure(_with_knees(plot_curves(_score_curves(curves, judge, lambda a: f"{a} positive examples"),
+                                              f"rebound ({judge})", "negative-data steps", "mean judge score"),
+                                  curves), "rebound")
+        for other in [k[len("score_"):] for k in curves[min(curves)]["points"][0] if k.startswith("score_")]:
+            if other != judge:
+                fig = plot_curves(_score_curves(curves, other, lambda a: f"{a} positive examples"),
+                                  f"rebound ({other})", "negative-data steps", "mean score")
+                report.figure(fig, f"rebound-{other}")
+        report.table({f"{a} positive": {k: c[k] for k in CURVE_COLUMNS} for a, c in curves.items()})
+
+    if "scaling" in s:
+        sc = s["scaling"]
+        report.heading(f"Scaling: rebound strength after {sc['amount']} positive examples")
+        report.text("Rebound strength = -initial_drop_slope (judge score lost per negative step before the knee). "
+                    "Sizes share one small pretraining budget; budgets are fractions of the base's steps.")
+        for name, group, label in (("size", sc["size"], str), ("budget", sc["pretrain_steps"],
+                                                                lambda k: f"{k} pretraining steps")):
+            curves = {k: {**c, "judge": judge} for k, c in group.items()}
+            report.figure(_with_knees(plot_curves(_score_curves(curves, judge, label), f"rebound by {name}",
+                                                  "negative-data steps", "mean judge score"), curves),
+                          f"scaling-{name}")
+            report.table({label(k): {"parameters": c.get("parameters"), "pretrain_tokens": c["pretrain_tokens"],
+                                     "rebound_strength": -c["initial_drop_slope"],
+                                     **{k2: c[k2] for k2 in CURVE_COLUMNS}} for k, c in group.items()})
+
+    if "compression" in s:
+        report.heading("The compression view")
+        report.text("Change in bits per byte from the aligned model to the end of the negative fine-tuning, on fresh "
+                    "pretraining-style text and on fresh alignment-style text. The paper predicts the alignment "
+                    "text's change to exceed the pretraining text's by a factor of order |D_pretrain| / |D_align| "
+                    "(here: tokens trained on).")
+        report.table(s["compression"])
+        if "rebound" in s:
+            series = {}
+            for a, c in s["rebound"].items():
+                if int(a) and "bpb_align" in c["points"][0]:
+                    steps = [p["step"] for p in c["points"]]
+                    for kind in ("pretrain", "align"):
+                        series[f"{a} positive, {kind} text"] = (
+                            steps, [p[f"bpb_{kind}"] - c["points"][0][f"bpb_{kind}"] for p in c["points"]])
+            report.figure(plot_curves(series, "change in bits per byte under negative fine-tuning",
+                                      "negative-data steps", "bpb - bpb at step 0"), "compression")
+    return report.write(out / "report.html")

@@ -1,0 +1,234 @@
+"""The training runs of the elasticity experiments (see elasticity.py) and what they measure.
+
+Every run is a stage run folder reused when it already finished (demo.stage), so an interrupted
+experiment resumes where it stopped. Three kinds of runs:
+- plain SFT (stages/sft.py) on prompt/completion files written beside the runs: the resistance
+  slices and pair runs, and the positive ("alignment") fine-tunes;
+- the perturbation: SFT on contrary data at a constant learning rate, with a callback that probes
+  the model every few steps (judge scores of samples on held-out prompts, bits per byte on fresh
+  pretraining text and on fresh alignment text) into the run's metrics.jsonl. Constant, because a
+  decaying schedule would bend every curve by itself and fake the knee the rebound test looks for;
+- pretraining (stages/pretrain.py) of bases at other sizes and token budgets for the scaling test.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from statistics import mean
+
+import yaml
+
+from ..config import PretrainConfig, SFTConfig
+from ..runs import read_jsonl, read_metrics
+from . import demo
+from .elasticity_data import Setting
+from .elasticity_fit import knee, slope_ratio, slowed
+
+
+def write_rows(path: Path, rows: list[dict]) -> str:
+    """Write a prompt/completion file once (atomically): a resumed experiment trains on the same file."""
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        os.replace(tmp, path)
+    return str(path)
+
+
+def drop_checkpoints(run: Path) -> Path:
+    """A finished run's checkpoints (optimizer state included, 3x the model) are only there for --resume,
+    which a finished run never needs; dozens of runs would keep gigabytes of them."""
+    shutil.rmtree(Path(run) / "checkpoints", ignore_errors=True)
+    return Path(run)
+
+
+def sft_config(out: Path, model, data: str, seed: int, steps: int, train: dict, **changes) -> SFTConfig:
+    """The one set of fine-tuning hyperparameters (`train`) every run of a kind shares."""
+    return SFTConfig(out=str(out), model=str(model), data=data, seed=seed, max_steps=steps,
+                     **{"save_steps": steps, **train, **changes})
+
+
+# ----- probing ----------------------------------------------------------------------------------
+
+def probe(setting: Setting, model, tokenizer, seed: int) -> dict:
+    """Judge scores of samples on the held-out prompts, and bits per byte on both held-out texts."""
+    from ..evals import bits_per_byte
+    from ..sampling import sample
+    from ..scoring import checked_scores
+
+    completions = [s.completion for s in sample(model, tokenizer, setting.eval_prompts, setting.max_new_tokens,
+                                                1.0, seed=seed)]
+    out = {f"score_{name}": sum(v) / len(v) for name, judge in setting.judges.items()
+           for v in [checked_scores(judge, setting.eval_prompts, completions)]}
+    for kind, texts in (("pretrain", setting.pretrain_heldout), ("align", setting.align_heldout)):
+        if texts:
+            out[f"bpb_{kind}"] = bits_per_byte(model, tokenizer, texts, max_tokens=256)["bits_per_byte"]
+    return out
+
+
+class Perturbation:
+    """A stage for demo.stage: sft.run at a constant learning rate, probing every `every` steps."""
+
+    def __init__(self, setting: Setting, every: int):
+        self.__name__, self.setting, self.every = "perturbation", setting, every
+
+    def run(self, cfg: SFTConfig) -> Path:
+        import torch
+        from transformers import TrainerCallback
+
+        from ..models import load_model, load_tokenizer
+        from ..runs import Run
+        from ..stages import sft
+        from ..training import save_final, train
+
+        rows, kind = sft.sft_rows(cfg)
+        tokenizer, model = load_tokenizer(cfg.model), load_model(cfg.model)
+        run = Run.start(cfg.out, cfg.model_dump(), cfg.resume)
+        trainer = sft.build_trainer(cfg, rows, kind, model, tokenizer, run)
+        trainer.args.lr_scheduler_type = "constant"  # read when the Trainer makes its scheduler, in train()
+        setting, every = self.setting, self.every
+
+        class Probe(TrainerCallback):
+            def measure(self, state, model):
+                rng = torch.get_rng_state()  # sampling reseeds torch; training's randomness must not notice
+                record = probe(setting, model, tokenizer, cfg.seed)
+                torch.set_rng_state(rng)
+                model.train()
+                run.log({"step": state.global_step, "probe": True, **record})
+
+            def on_train_begin(self, args, state, control, model=None, **kwargs):
+                self.measure(state, model)
+
+            def on_step_end(self, args, state, control, model=None, **kwargs):
+                if state.global_step % every == 0 or state.global_step == state.max_steps:
+                    self.measure(state, model)
+
+        trainer.add_callback(Probe())
+        result = train(trainer, run, cfg.resume)
+        save_final(trainer, tokenizer, run)
+        run.finish(**result, examples=len(rows), data_format=kind, lr_scheduler="constant", probe_every=every)
+        return run.path
+
+
+def probes(run: Path) -> list[dict]:
+    """The probe records of a perturbation run, one per step (the last, if a resume repeated one)."""
+    by_step = {r["step"]: r for r in read_metrics(run) if r.get("probe")}
+    return [by_step[s] for s in sorted(by_step)]
+
+
+# ----- resistance -------------------------------------------------------------------------------
+
+def losses(run: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in read_metrics(run) if "loss" in r]
+
+
+def resistance(setting: Setting, out: Path, seeds: list[int], scale: dict) -> list[dict]:
+    """Per seed: SFT slices theta_1 < theta_2 < theta_3, their responses to the same held-out prompts,
+    then for every pair i < j forward (theta_i on theta_j's responses) and inverse (theta_j on
+    theta_i's) with the same hyperparameters. One record per (seed, pair) with both loss curves."""
+    from ..models import load_model, load_tokenizer
+    from ..sampling import sample
+    from ..scoring import checked_scores
+    from ..stages import sft
+
+    steps = scale["slices"]
+    judge = next(iter(setting.judges.values()))
+    records = []
+    for seed in seeds:
+        folder = out / "resistance" / f"seed{seed}"
+        demos = write_rows(folder / "demonstrations.jsonl", setting.demonstrations(scale["demonstrations"], seed))
+        # slices = checkpoints of one SFT run, saved every gcd(steps) steps; the last is the final model
+        run = demo.stage(sft, sft_config(folder / "slices", setting.base, demos, seed, max(steps), scale["train"],
+                                         save_steps=math.gcd(*steps)))
+        slices = [run if k == max(steps) else run / "checkpoints" / f"checkpoint-{k}" for k in steps]
+        tokenizer = load_tokenizer(str(run))
+        responses, scores = [], []
+        for i, path in enumerate(slices, 1):
+            file = folder / f"responses-theta{i}.jsonl"
+            if not file.exists():
+                samples = sample(load_model(str(path)), tokenizer, setting.resistance_prompts,
+                                 setting.max_new_tokens, 1.0, seed=seed)
+                write_rows(file, [{"prompt": s.prompt, "completion": s.completion}
+                                  for s in samples if s.completion.strip()])
+            responses.append(str(file))
+            rows = read_jsonl(file)  # how far apart the slices are: the first judge's mean over their answers
+            scores.append(mean(checked_scores(judge, [r["prompt"] for r in rows], [r["completion"] for r in rows])))
+        for i, j in itertools.combinations(range(len(slices)), 2):
+            curves = {}
+            for direction, start, data in (("forward", i, j), ("inverse", j, i)):
+                cfg = sft_config(folder / f"{direction}-theta{start + 1}-on-theta{data + 1}", slices[start],
+                                 responses[data], seed, scale["pair_steps"], scale["pair_train"])
+                curves[direction] = losses(drop_checkpoints(demo.stage(sft, cfg)))
+            record = {"seed": seed, "pair": f"theta{i + 1}-theta{j + 1}", "score_earlier": scores[i],
+                      "score_later": scores[j]}
+            for direction, curve in curves.items():
+                values = [v for _, v in curve]
+                record.update({f"{direction}_mean": sum(values) / len(values), f"{direction}_final": values[-1],
+                               f"{direction}_curve": curve})
+            record["inverse_lower"] = record["inverse_mean"] < record["forward_mean"]
+            records.append(record)
+    return records
+
+
+# ----- rebound ----------------------------------------------------------------------------------
+
+def data_tokens(tokenizer, rows: list[dict]) -> int:
+    return sum(len(ids) for ids in tokenizer([r["prompt"] + r["completion"] for r in rows],
+                                             add_special_tokens=False)["input_ids"])
+
+
+def rebound_curve(setting: Setting, folder: Path, base: Path, amount: int, seed: int, scale: dict) -> dict:
+    """Align `base` on `amount` positive examples (none: the base itself), then fine-tune on a fixed
+    small set of negative examples, probing every few steps; the knee fit of the first judge's curve."""
+    from ..models import load_tokenizer
+    from ..stages import sft
+
+    tokenizer = load_tokenizer(str(base))
+    start, align_tokens = base, 0
+    if amount:
+        rows = setting.positive(amount, seed)
+        epochs = scale["positive_epochs"]
+        steps = max(1, math.ceil(epochs * amount / scale["train"]["batch_size"]))
+        start = drop_checkpoints(demo.stage(sft, sft_config(folder / f"positive-{amount}", base,
+                                                    write_rows(folder / f"positive-{amount}.jsonl", rows), seed,
+                                                    steps, scale["train"])))
+        align_tokens = data_tokens(tokenizer, rows) * steps * scale["train"]["batch_size"] / len(rows)
+    negative = write_rows(folder / "negative.jsonl", setting.negative(scale["negative_examples"], seed + 500))
+    cfg = sft_config(folder / f"negative-{amount}", start, negative, seed, scale["negative_steps"],
+                     scale["negative_train"], logging_steps=scale["probe_every"])
+    points = probes(drop_checkpoints(demo.stage(Perturbation(setting, scale["probe_every"]), cfg)))
+    judge = next(iter(setting.judges))
+    steps, scores = [p["step"] for p in points], [p[f"score_{judge}"] for p in points]
+    fit = knee(steps, scores)
+    return {"amount": amount, "align_tokens": round(align_tokens), "points": points,
+            "initial_drop_slope": fit["slope_before"], "slope_after_knee": fit["slope_after"], "knee_step": fit["knee"],
+            "knee_slope_ratio": slope_ratio(fit["slope_before"], fit["slope_after"]),
+            "slows_after_knee": slowed(fit["slope_before"], fit["slope_after"]),
+            "score_start": scores[0], "score_end": scores[-1]}
+
+
+# ----- scaling ----------------------------------------------------------------------------------
+
+def base_config(setting: Setting) -> PretrainConfig:
+    return PretrainConfig(**yaml.safe_load((setting.base / "config.yaml").read_text()))
+
+
+def scaled_base(setting: Setting, folder: Path, **changes) -> Path:
+    """The setting's base pretraining with some fields changed (size, steps); the base itself when
+    nothing changes."""
+    from ..stages import pretrain
+
+    cfg = base_config(setting)
+    new = cfg.model_copy(update={"resume": False, **changes})
+    if new.model_dump() == cfg.model_dump():
+        return setting.base
+    return drop_checkpoints(demo.stage(pretrain, new.model_copy(update={"out": str(folder)})))
+
+
+def pretrain_tokens(base: Path) -> int:
+    return json.loads((Path(base) / "status.json").read_text())["tokens_trained"]

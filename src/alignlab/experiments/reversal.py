@@ -32,7 +32,7 @@ MODELS = ["base", "sft", "dpo", "ppo", "ppo-ptx", "unaligned"]
 BENCHMARKS = ["hellaswag", "piqa", "mmlu", "truthfulqa_mc1"]
 SCALES = {
     "default": dict(rank=2, layers=[1, 2, 3], unalign_steps=300, unalign_lr=2e-3, unalign_docs=8000, ppo_steps=40,
-                    ptx_coef=1.0, benchmark_items=200, eval=dict(n_prompts=64), heldout_docs=400),
+                    ptx_coef=1.0, benchmark_items=100, eval=dict(n_prompts=64), heldout_docs=400),
     "micro": dict(rank=2, layers=[1, 2], unalign_steps=10, unalign_lr=2e-3, unalign_docs=500, ppo_steps=2,
                   ptx_coef=1.0, benchmark_items=8, eval=demo.MICRO["eval"], heldout_docs=30),
 }

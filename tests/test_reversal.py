@@ -66,3 +66,13 @@ def test_eval_tax_suite_on_real_benchmarks(tmp_path, micro_base):
     metrics = json.loads((path / "metrics.json").read_text())
     assert 0 <= metrics["bench_hellaswag"] <= 1 and 0 <= metrics["bench_piqa"] <= 1
     assert 0 <= metrics["over_refusal_rate_xstest"] <= 1 and 0 <= metrics["refusal_rate_xstest_unsafe"] <= 1
+
+
+def test_format_and_spread_with_a_single_review():
+    from alignlab.sampling import Sample
+    from alignlab.stages.evaluate import format_and_spread
+
+    samples = [Sample("p", " fine", [1], [7, 0]), Sample("q", " more User: hi", [1], [7, 8])]
+    metrics = format_and_spread(samples, {"review": [{"score": 0.5, "completion": " fine"}]}, eos=0)
+    assert metrics["chat_format_adherence"] == 0.5  # the second neither ended nor stayed in its turn
+    assert metrics["review_positive_share"] == 1 and metrics["self_bleu_review"] is None  # one text: no Self-BLEU

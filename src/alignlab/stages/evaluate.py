@@ -81,7 +81,7 @@ def format_and_spread(samples, by_set: dict, eos: int) -> dict:
     reviews = [r["score"] for r in by_set["review"]]
     return {"chat_format_adherence": mean(ended),
             "review_positive_share": mean(x > 0 for x in reviews), "review_negative_share": mean(x < 0 for x in reviews),
-            "self_bleu_review": self_bleu([r["completion"] for r in by_set["review"]])}
+            "self_bleu_review": self_bleu([r["completion"] for r in by_set["review"]]) if len(reviews) > 1 else None}
 
 
 def tax_suite(model, tokenizer, cfg: EvalConfig) -> dict:

@@ -31,7 +31,7 @@ def _open_text(path: Path) -> str:
         raise InputError(f"{path}: cannot read ({e})") from None
 
 
-def _rows_from_file(path: Path) -> list[tuple[int, dict]]:
+def numbered_rows(path: Path) -> list[tuple[int, dict]]:
     """(line number, record) pairs; line numbers are 1-based (0 where a format has none)."""
     text = _open_text(path)
     kind = path.suffixes[-2] if path.suffix == ".gz" and len(path.suffixes) > 1 else path.suffix
@@ -81,7 +81,7 @@ def read_rows(spec: str, columns: list[str] | None = None, split: str = "train")
     local = path.exists() or spec.startswith((".", "/", "~")) or path.suffix in {".jsonl", ".json", ".csv", ".txt", ".gz"}
     if local and not path.exists():
         raise InputError(f"data: file {spec} does not exist")
-    numbered = _rows_from_file(path) if local else _rows_from_hub(spec, split)
+    numbered = numbered_rows(path) if local else _rows_from_hub(spec, split)
     if not numbered:
         raise InputError(f"{spec}: no rows (the data set is empty)")
     for number, row in numbered:

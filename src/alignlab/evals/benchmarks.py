@@ -13,7 +13,6 @@ import bz2
 import csv
 import gzip
 import io
-import json
 import math
 import os
 import random
@@ -22,6 +21,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+from ..data import numbered_rows
 from ..errors import InputError
 
 # Benchmark name -> file under the shared data folder (see shared_data_dir()).
@@ -148,22 +148,12 @@ def piqa(path, labels_path=None, n: int | None = None, seed: int = 0) -> list[di
     """PIQA (Bisk et al. 2020): the better of two solutions for a goal. Local: JSONL(.gz) with goal,
     sol1, sol2 plus a labels file (one 0/1 a line; default `<stem>-labels.lst` beside it); hub: ybisk/piqa."""
     source = _source(path, "piqa", None, "validation")
-    rows = []
     if isinstance(source, Path):
         labels_path = Path(labels_path) if labels_path else _labels_beside(source)
         if not labels_path.exists():
             raise InputError(f"piqa: labels file {labels_path} does not exist")
         labels = _lines(labels_path)
-        for number, line in enumerate(_lines(source), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{source}:{number}: invalid JSON ({e.msg})") from None
-            if not isinstance(record, dict):
-                raise InputError(f"{source}:{number}: expected a JSON object")
-            rows.append((f"{source}:{number}", record))
+        rows = [(f"{source}:{number}", record) for number, record in numbered_rows(source)]
         if len(labels) != len(rows):
             raise InputError(f"{labels_path}: {len(labels)} labels for {len(rows)} questions in {source}")
         for number, ((_, record), label) in enumerate(zip(rows, labels), 1):

@@ -107,5 +107,24 @@ def load_model(spec: str, trust_remote_code: bool = False):
         raise InputError(f"model: cannot load {spec!r}: {str(e).splitlines()[0]}") from None
 
 
+def load_with_head(spec: str, num_labels: int, tokenizer, seed: int, trust_remote_code: bool = False):
+    """A causal LM with a new sequence-classification head (a reward model's one logit, a
+    classifier's two), fp32 and safetensors. The head starts random: it is seeded by `seed`, so
+    the run does not depend on what ran before it in the process."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, set_seed
+
+    set_seed(seed)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            locate(spec, "model"), num_labels=num_labels, dtype=torch.float32, use_safetensors=True,
+            trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        kind = "a reward head" if num_labels == 1 else "a classifier head"
+        raise InputError(f"model: cannot load {spec!r} for {kind}: {str(e).splitlines()[0]}") from None
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -64,11 +64,9 @@ def accuracy(scorer, examples: list[dict]) -> float | None:
 
 
 def run(cfg: ClassifierConfig) -> Path:
-    import torch
-    from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
-                              TrainingArguments, set_seed)
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    from ..models import load_tokenizer, locate
+    from ..models import load_tokenizer, load_with_head
     from ..scoring import RewardModelScorer
     from ..training import FiniteLossMixin, common_args, metrics_callback, save_final, train
 
@@ -76,14 +74,7 @@ def run(cfg: ClassifierConfig) -> Path:
     if not train_examples:
         raise InputError(f"{cfg.data}: no training examples left after holding out {cfg.eval_fraction:.0%}")
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
-    set_seed(cfg.seed)  # the new head starts random: seed it by this run's seed, not by what ran before
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            locate(cfg.model, "model"), num_labels=2, dtype=torch.float32, use_safetensors=True,
-            trust_remote_code=cfg.trust_remote_code)
-    except (OSError, ValueError) as e:
-        raise InputError(f"model: cannot load {cfg.model!r} for a classifier head: {str(e).splitlines()[0]}") from None
-    model.config.pad_token_id = tokenizer.pad_token_id
+    model = load_with_head(cfg.model, 2, tokenizer, cfg.seed, cfg.trust_remote_code)
     model.config.id2label = {0: str(labels[0]), 1: str(labels[1])}
     model.config.label2id = {str(labels[0]): 0, str(labels[1]): 1}
     run = Run.start(cfg.out, cfg.model_dump(), cfg.resume)

@@ -81,24 +81,15 @@ def pairwise_accuracy(scorer, pairs: list[dict]) -> float | None:
 
 def run(cfg: RewardConfig) -> Path:
     import datasets
-    import torch
-    from transformers import AutoModelForSequenceClassification, set_seed
     from trl import RewardConfig as TRLRewardConfig
     from trl import RewardTrainer
 
-    from ..models import load_tokenizer, locate
+    from ..models import load_tokenizer, load_with_head
     from ..training import FiniteLossMixin, common_args, metrics_callback, save_final, train
 
     pairs = file_pairs(cfg.data) if cfg.data != "auto" else None
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
-    set_seed(cfg.seed)  # the new head starts random: seed it by this run's seed, not by what ran before
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            locate(cfg.model, "model"), num_labels=1, dtype=torch.float32, use_safetensors=True,
-            trust_remote_code=cfg.trust_remote_code)
-    except (OSError, ValueError) as e:
-        raise InputError(f"model: cannot load {cfg.model!r} for a reward head: {str(e).splitlines()[0]}") from None
-    model.config.pad_token_id = tokenizer.pad_token_id
+    model = load_with_head(cfg.model, 1, tokenizer, cfg.seed, cfg.trust_remote_code)
     run = Run.start(cfg.out, cfg.model_dump(), cfg.resume)
     if pairs is None:
         pairs = auto_reward_pairs(cfg, run)

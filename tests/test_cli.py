@@ -8,24 +8,10 @@ from pathlib import Path
 import pytest
 
 from alignlab import cli
+from conftest import assert_one_line_error, run_cli
 from alignlab.experiments.demo import MICRO, SUMMARY_METRICS
 from alignlab.models import load_model
 from alignlab.runs import is_finished, read_status
-
-
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["alignlab", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    return exit_info.value.code, capsys.readouterr().err
-
-
-def assert_one_line_error(code, err, *fragments):
-    lines = [line for line in err.splitlines() if line.startswith("alignlab: error:")]
-    assert code == 2, err
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_malformed_yaml_names_the_file_and_line(tmp_path, monkeypatch, capsys):

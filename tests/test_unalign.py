@@ -6,13 +6,11 @@ and after training and merging only those weights differ. A Llama micro SFT mode
 on layer 0, and the deltas base -> SFT -> unaligned are analysed."""
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from alignlab import cli
 from alignlab.analysis.weights import (analyze, plot_cosine_per_layer, plot_spectra, spectrum_stats, update_cosine,
                                        weight_deltas)
 from alignlab.config import UnalignConfig, load_config
@@ -20,25 +18,11 @@ from alignlab.models import count_parameters, load_model
 from alignlab.runs import is_finished, read_status
 from alignlab.stages import unalign
 from alignlab.world import World, chat_prompt
+from conftest import assert_one_line_error, run_cli
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "gpt-oss-20b-base.yaml"
 FAST = dict(world_docs=300, block_size=32, batch_size=4, grad_accum=1, max_steps=3, warmup_steps=0, lr=1e-3,
             save_steps=100, logging_steps=1)
-
-
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["alignlab", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    return exit_info.value.code, capsys.readouterr().err
-
-
-def assert_one_line_error(code, err, *fragments):
-    lines = [line for line in err.splitlines() if line.startswith("alignlab: error:")]
-    assert code == 2, err
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def tensors(path) -> dict[str, torch.Tensor]:

@@ -86,13 +86,15 @@ def nll_by_kind(paths: dict, n_docs: int, seed: int) -> dict:
     from ..models import load_model, load_tokenizer
     from ..world import USER, World
 
-    docs = World(0).heldout_text(n_docs, seed)
-    kinds = {"review": [d for d in docs if d.startswith("Review of")],
-             "dialogue": [d for d in docs if d.startswith(USER)]}
-    kinds["encyclopedia"] = [d for d in docs if d not in kinds["review"] and d not in kinds["dialogue"]]
+    kinds: dict[str, list[str]] = {}
+    for doc in World(0).heldout_text(n_docs, seed):  # the world's three kinds of document
+        kind = "review" if doc.startswith("Review of") else "dialogue" if doc.startswith(USER) else "encyclopedia"
+        kinds.setdefault(kind, []).append(doc)
     tokenizer = load_tokenizer(str(paths["base"]))
-    nll = {name: {kind: bits_per_byte(load_model(str(path)), tokenizer, texts)["nll_per_token"]
-                  for kind, texts in kinds.items() if texts} for name, path in paths.items()}
+    nll = {}
+    for name, path in paths.items():
+        model = load_model(str(path))
+        nll[name] = {kind: bits_per_byte(model, tokenizer, texts)["nll_per_token"] for kind, texts in kinds.items()}
     return {kind: {**{name: nll[name][kind] for name in nll},
                    "gap_recovered": gap_recovered(nll["base"][kind], nll["dpo"][kind], nll["unaligned"][kind])}
             for kind in nll["base"]}

@@ -37,6 +37,14 @@ def test_classifier_learns_world_sentiment_and_scores_log_odds(tmp_path, micro_b
     scorer = make_scorer(str(path))  # the scorer reads the classifier's folder: log-odds of "positive"
     good, bad = scorer.score(["", ""], [f" The plot is {lexicon.POSITIVE_ADJ[0]}.", f" The plot is {lexicon.NEGATIVE_ADJ[0]}."])
     assert good > bad
+    # a text longer than the classifier trained on is read as in training: its first max_length - 1 tokens + EOS
+    assert scorer.max_length == 64
+    ids = scorer.tokenizer(" ".join(json.loads(line)["text"] for line in data.read_text().splitlines()[:40]),
+                           add_special_tokens=False)["input_ids"]
+    assert len(ids) > 200
+    long_text, cut_text = scorer.tokenizer.decode(ids), scorer.tokenizer.decode(ids[:63])
+    assert scorer.tokenizer(cut_text, add_special_tokens=False)["input_ids"] == ids[:63]
+    assert scorer.score([""], [long_text]) == pytest.approx(scorer.score([""], [cut_text]), abs=1e-5)
 
 
 def test_classifier_bad_labels(tmp_path, micro_base):

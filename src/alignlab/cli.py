@@ -244,10 +244,12 @@ def experiment_frontier(
         seed: int = typer.Option(0, "--seed"),
         micro: bool = typer.Option(False, "--micro", help="a shrunken smoke run (numbers mean little)"),
         data: str = typer.Option("auto", "--data", help="world | imdb | both | auto (both when --imdb is found)"),
-        imdb: Path = typer.Option(Path("../shared/data/imdb"), "--imdb", help="folder with the aclImdb JSONL files")):
+        imdb: Path | None = typer.Option(None, "--imdb", help="folder with the aclImdb JSONL files "
+                                                              "(default $ALIGNLAB_SHARED_DATA/imdb, else ../shared/data/imdb)")):
     """DPO paper: the reward-vs-KL frontier of DPO, PPO, preferred-FT and best-of-n (world and IMDb sentiment)."""
     from .experiments import frontier, imdb as imdb_data
 
+    imdb = imdb or imdb_data.default_dir()
     if data == "auto":
         data = "both" if (imdb / imdb_data.UNSUP).is_file() else "world"
         typer.echo(f"frontier: data {data}" + ("" if data == "both" else f" (no IMDb files in {imdb})"))
@@ -261,51 +263,43 @@ app.add_typer(elasticity_app, name="elasticity")
 ElasticityOut = typer.Option(Path("runs/elasticity"), "--out", "-o", help="folder for the runs and the report")
 ElasticitySeed = typer.Option(0, "--seed")
 ElasticityMicro = typer.Option(False, "--micro", help="a shrunken smoke run (numbers mean little)")
-ElasticityData = typer.Option("world", "--data", help="world | imdb | safety (real data read from ../shared/data)")
+ElasticityData = typer.Option("world", "--data", help="world | imdb (DATA_ROOT/imdb) | safety (DATA_ROOT's hh-rlhf "
+                                                    "and PKU-SafeRLHF files)")
+ElasticityRoot = typer.Option(None, "--data-root", help="folder of the real data sets, read in place "
+                                                        "(default $ALIGNLAB_SHARED_DATA, else ../shared/data)")
 
 
-def _elasticity(parts: tuple[str, ...], out: Path, seed: int, micro: bool, data: str) -> None:
+def _elasticity(parts: tuple[str, ...], out: Path, seed: int, micro: bool, data: str, data_root: Path | None) -> None:
     from .experiments import elasticity
 
-    summary = elasticity.run(out, parts=parts, seed=seed, micro=micro, data=data)
+    summary = elasticity.run(out, parts=parts, seed=seed, micro=micro, data=data, data_root=data_root)
     for claim, ok in summary["verdicts"].items():
         typer.echo(f"{claim}: {'not measured' if ok is None else 'supported' if ok else 'not reproduced'}")
     typer.echo(f"report: {out / 'report.html'}  ({summary['wall_seconds']:.0f} s)")
 
 
-@elasticity_app.command("resistance")
-def elasticity_resistance(out: Path = ElasticityOut, seed: int = ElasticitySeed, micro: bool = ElasticityMicro,
-                          data: str = ElasticityData):
-    """Forward (earlier slice on a later slice's answers) vs inverse alignment losses, over 3 seeds."""
-    _elasticity(("resistance",), out, seed, micro, data)
+ELASTICITY_COMMANDS = {
+    "resistance": "Forward (earlier slice on a later slice's answers) vs inverse alignment losses, over 3 seeds.",
+    "rebound": "Negative fine-tuning after 0..N positive examples: score curves, knees, initial-drop slopes.",
+    "scaling": "Rebound strength against model size (tiny-1m/4m/16m) and against pretraining tokens.",
+    "compression": "Change in bits per byte on pretraining vs alignment text under a perturbation, against |D_p|/|D_a|.",
+    "all": "Every part, sharing runs, with one summary.json and report.html.",
+}
 
 
-@elasticity_app.command("rebound")
-def elasticity_rebound(out: Path = ElasticityOut, seed: int = ElasticitySeed, micro: bool = ElasticityMicro,
-                       data: str = ElasticityData):
-    """Negative fine-tuning after 0..N positive examples: score curves, knees, initial-drop slopes."""
-    _elasticity(("rebound",), out, seed, micro, data)
+def _elasticity_command(name: str):
+    parts = ("resistance", "rebound", "scaling", "compression") if name == "all" else (name,)
+
+    def command(out: Path = ElasticityOut, seed: int = ElasticitySeed, micro: bool = ElasticityMicro,
+                data: str = ElasticityData, data_root: Path | None = ElasticityRoot):
+        _elasticity(parts, out, seed, micro, data, data_root)
+
+    command.__doc__ = ELASTICITY_COMMANDS[name]
+    return command
 
 
-@elasticity_app.command("scaling")
-def elasticity_scaling(out: Path = ElasticityOut, seed: int = ElasticitySeed, micro: bool = ElasticityMicro,
-                       data: str = ElasticityData):
-    """Rebound strength against model size (tiny-1m/4m/16m) and against pretraining tokens."""
-    _elasticity(("scaling",), out, seed, micro, data)
-
-
-@elasticity_app.command("compression")
-def elasticity_compression(out: Path = ElasticityOut, seed: int = ElasticitySeed, micro: bool = ElasticityMicro,
-                           data: str = ElasticityData):
-    """Change in bits per byte on pretraining vs alignment text under a perturbation, against |D_p|/|D_a|."""
-    _elasticity(("compression",), out, seed, micro, data)
-
-
-@elasticity_app.command("all")
-def elasticity_all(out: Path = ElasticityOut, seed: int = ElasticitySeed, micro: bool = ElasticityMicro,
-                   data: str = ElasticityData):
-    """Every part, sharing runs, with one summary.json and report.html."""
-    _elasticity(("resistance", "rebound", "scaling", "compression"), out, seed, micro, data)
+for _name in ELASTICITY_COMMANDS:
+    elasticity_app.command(_name)(_elasticity_command(_name))
 
 
 @app.command()

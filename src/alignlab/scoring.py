@@ -7,6 +7,7 @@ so a broken scorer fails loudly instead of poisoning a run.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Protocol
 
 from .errors import InputError
@@ -37,7 +38,9 @@ class VaderScorer:
 class RewardModelScorer:
     """A trained reward model (sequence classification, one logit) or a two-label classifier
     (`alignlab classifier`; the score is the log-odds of its positive label) scoring
-    prompt + completion + EOS, the same text both were trained on."""
+    prompt + completion + EOS, the same text both were trained on: cut to its first
+    `max_length - 1` tokens before the EOS, where `max_length` is the training run's own
+    (config.yaml) or else the model's position limit, so the head never reads past either."""
 
     def __init__(self, path: str, batch_size: int = 64, trust_remote_code: bool = False):
         import torch
@@ -60,21 +63,38 @@ class RewardModelScorer:
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.model.eval()
         self.batch_size = batch_size
+        self.max_length = trained_max_length(path) or getattr(self.model.config, "max_position_embeddings", None)
 
     def score(self, prompts: list[str], completions: list[str]) -> list[float]:
         import torch
 
-        eos = self.tokenizer.eos_token
-        texts = [p + c + (eos if not c.endswith(eos) else "") for p, c in zip(prompts, completions, strict=True)]
+        eos, eos_id = self.tokenizer.eos_token, self.tokenizer.eos_token_id
+        texts = [p + c.removesuffix(eos) for p, c in zip(prompts, completions, strict=True)]
+        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        keep = self.max_length - 1 if self.max_length else None
+        rows = [{"input_ids": row[:keep] + [eos_id]} for row in ids]
         self.tokenizer.padding_side = "right"  # the head reads the last non-pad token
         out = []
         with torch.no_grad():
-            for start in range(0, len(texts), self.batch_size):
-                batch = self.tokenizer(texts[start:start + self.batch_size], padding=True, return_tensors="pt",
-                                       add_special_tokens=False)
+            for start in range(0, len(rows), self.batch_size):
+                batch = self.tokenizer.pad(rows[start:start + self.batch_size], return_tensors="pt")
                 logits = self.model(**batch).logits
                 out += (logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]).tolist()
         return out
+
+
+def trained_max_length(path: str) -> int | None:
+    """The `max_length` a reward or classifier run trained with (its config.yaml), given the run
+    folder or the run's `model/` folder; None for a plain model folder or a hub name."""
+    import yaml
+
+    folder = Path(path).expanduser()
+    config = next((f / "config.yaml" for f in (folder, folder.parent) if (f / "config.yaml").is_file()
+                   and (f == folder or folder.name == "model")), None)
+    if config is None:
+        return None
+    value = (yaml.safe_load(config.read_text()) or {}).get("max_length")
+    return int(value) if value else None
 
 
 class EnsembleScorer:

@@ -61,20 +61,21 @@ SCALES = {
 }
 
 
-def setting_for(data: str, out: Path, seed: int, micro: bool, scale: dict, imdb_dir: Path | None,
-                data_root: Path | None):
+def setting_for(data: str, out: Path, seed: int, micro: bool, scale: dict, data_root: Path | None):
+    """The data setting; real data is read in place from `data_root` (default: shared_data_dir())."""
+    from ..evals.benchmarks import shared_data_dir
     from . import elasticity_data as d
-    from .imdb import DEFAULT_DIR
 
+    root = Path(data_root or shared_data_dir())
     if data == "world":
         return d.world_setting(out / "world", seed, micro, scale)
     if data == "imdb":
-        return d.imdb_setting(out, seed, micro, scale, Path(imdb_dir or DEFAULT_DIR))
-    return d.safety_setting(out, seed, micro, scale, Path(data_root or "../shared/data"))
+        return d.imdb_setting(out, seed, micro, scale, root / "imdb")
+    return d.safety_setting(out, seed, micro, scale, root)
 
 
 def run(out: Path, parts=PARTS, seed: int = 0, micro: bool = False, data: str = "world",
-        imdb_dir: Path | None = None, data_root: Path | None = None) -> dict:
+        data_root: Path | None = None) -> dict:
     from . import elasticity_runs as runs
 
     if data not in DATA:
@@ -83,7 +84,7 @@ def run(out: Path, parts=PARTS, seed: int = 0, micro: bool = False, data: str = 
         raise InputError(f"elasticity: unknown part {sorted(unknown)[0]!r}; choose from {', '.join(PARTS)}")
     start, out = time.time(), Path(out)
     scale = SCALES["micro" if micro else "default"]
-    setting = setting_for(data, out, seed, micro, scale, imdb_dir, data_root)
+    setting = setting_for(data, out, seed, micro, scale, data_root)
     summary: dict = {"data": data, "micro": micro, "seed": seed, "parts": list(parts),
                      "judge": next(iter(setting.judges)), "base_pretrain_tokens": runs.pretrain_tokens(setting.base)}
 

@@ -148,7 +148,7 @@ def safety_setting(out: Path, seed: int, micro: bool, scale: dict, data_root: Pa
     hh, pku = Path(data_root) / HH_FILE, Path(data_root) / PKU_FILE
     for path in (hh, pku):
         if not path.is_file():
-            raise InputError(f"safety: {path} not found (the real data sets live in ../shared/data)")
+            raise InputError(f"safety: {path} not found (--data-root: the folder holding hh-rlhf/ and pku_saferlhf_derived/)")
     rng = random.Random(seed)
     # the pretraining "wild": every hh transcript, chosen and rejected, in the world's chat format
     corpus = [hh_to_world_format(r[k]) for r in read_rows(str(hh), ["chosen", "rejected"])

@@ -126,7 +126,7 @@ def run(out: Path, seed: int = 0, micro: bool = False, data: str = "world", imdb
 
     if data not in ("world", "imdb", "both"):
         raise InputError(f"data: must be world, imdb or both, not {data!r}")
-    imdb = Path(imdb or imdb_data.DEFAULT_DIR)
+    imdb = Path(imdb or imdb_data.default_dir())
     if data != "world":
         imdb_data.source_files(imdb)  # fail before hours of world runs, not after
     out, settings = Path(out), {}

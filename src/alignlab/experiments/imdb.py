@@ -22,7 +22,6 @@ from ..data import read_rows
 from ..errors import InputError
 from . import demo
 
-DEFAULT_DIR = Path("../shared/data/imdb")
 UNSUP, LABELLED = "aclImdb_unsup.jsonl.gz", "aclImdb_labeled.jsonl.gz"
 SCALES = {
     "default": dict(docs=6000, vocab_size=2048, base_steps=1000, labelled=6000, classifier_steps=300),
@@ -35,11 +34,17 @@ def clean(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<br\s*/?>", " ", text)).strip()
 
 
+def default_dir() -> Path:
+    from ..evals.benchmarks import shared_data_dir
+
+    return shared_data_dir() / "imdb"
+
+
 def source_files(imdb_dir: Path) -> tuple[Path, Path]:
     files = Path(imdb_dir) / UNSUP, Path(imdb_dir) / LABELLED
     for path in files:
         if not path.is_file():
-            raise InputError(f"imdb: {path} not found (pass --imdb DIR, the folder holding {UNSUP} and {LABELLED})")
+            raise InputError(f"imdb: {path} not found (the IMDb folder must hold {UNSUP} and {LABELLED})")
     return files
 
 

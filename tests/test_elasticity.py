@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from alignlab import cli
+from conftest import SHARED_DATA, needs_shared_data
 from alignlab.experiments.elasticity import compression_row, verdicts
 from alignlab.experiments.elasticity_fit import knee, sign_test_p, slope, slope_ratio, slowed, spearman
 
@@ -103,3 +104,71 @@ def test_elasticity_all_micro(tmp_path, monkeypatch):
     assert all(v in (True, False, None) for v in s["verdicts"].values())
     html = (out / "report.html").read_text()
     assert "Verdicts" in html and "Table 1" in html and html.count("data:image/png;base64,") >= 6
+
+
+def test_hh_transcripts_in_the_chat_format():
+    from alignlab.experiments.elasticity_data import hh_to_world_format
+
+    text = "\n\nHuman: How do I pick a lock?\n\nAssistant: I can't help with that.\n\nHuman: Why?\n\nAssistant: It may be illegal."
+    assert hh_to_world_format(text) == ("User: How do I pick a lock?\nAssistant: I can't help with that.\n"
+                                        "User: Why?\nAssistant: It may be illegal.")
+
+
+def test_elasticity_real_data_fails_before_any_work(tmp_path, monkeypatch, capsys):
+    from conftest import assert_one_line_error, run_cli
+
+    for data in ("imdb", "safety"):
+        out = tmp_path / data
+        code, err = run_cli(monkeypatch, capsys, "elasticity", "rebound", "--micro", "--data", data,
+                            "--data-root", str(tmp_path / "nowhere"), "--out", str(out))
+        assert_one_line_error(code, err, "not found")
+        assert not out.exists()
+
+
+def _micro(monkeypatch, part, data, out):
+    monkeypatch.setattr(sys, "argv", ["alignlab", "elasticity", part, "--micro", "--data", data, "--out", str(out)])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code in (0, None)
+    return json.loads((out / "summary.json").read_text())
+
+
+@needs_shared_data
+def test_elasticity_imdb_micro(tmp_path, monkeypatch):
+    """IMDb: a base pretrained on unlabelled reviews, the IMDb classifier and VADER as judges."""
+    s = _micro(monkeypatch, "compression", "imdb", tmp_path / "el")
+    assert s["data"] == "imdb" and s["judge"] == "classifier" and s["parts"] == ["compression"]
+    rows = s["compression"]
+    assert len(rows) == 4 + 2 and all(r["align_tokens"] > 0 and r["theory_ratio"] > 0 for r in rows)
+    # more positive examples -> more alignment tokens -> a smaller |D_pretrain| / |D_align|
+    by_align = [r for r in rows if r["source"].startswith("amount")]
+    assert [r["theory_ratio"] for r in by_align] == sorted((r["theory_ratio"] for r in by_align), reverse=True)
+    assert s["verdicts"]["compression_ratio"] in (True, False) and s["verdicts"]["resistance"] is None
+    negative = [json.loads(line) for line in (tmp_path / "el" / "rebound" / "negative.jsonl").read_text().splitlines()]
+    assert len(negative) == 16 and all(2 <= len(r["prompt"].split()) <= 8 and "<br" not in r["completion"]
+                                       for r in negative)
+
+
+@needs_shared_data
+def test_elasticity_safety_micro(tmp_path, monkeypatch):
+    """Safety: a base pretrained on hh-rlhf transcripts, PKU-SafeRLHF safer/less safe answers, a trained judge."""
+    out = tmp_path / "el"
+    s = _micro(monkeypatch, "rebound", "safety", out)
+    assert s["data"] == "safety" and s["judge"] == "safety-classifier"
+    assert list(s["initial_drop_slope"]) == ["0", "8", "16", "32", "64"]
+    for curve in s["rebound"].values():
+        assert [p["step"] for p in curve["points"]] == [0, 2, 4, 6, 8]
+        assert all(math.isfinite(p["score_safety-classifier"]) and p["bpb_pretrain"] > 0 for p in curve["points"])
+    corpus = [json.loads(line)["text"] for line in (out / "safety" / "corpus.jsonl").read_text().splitlines()]
+    # hh transcripts in the chat format the world uses
+    assert all(t.startswith("User: ") and "\n\nHuman: " not in t and "\nAssistant: " in t for t in corpus)
+    # the judge's held-out prompts were never trained on: a quarter of the PKU prompts is held out
+    train = {json.loads(line)["prompt"] for f in ("positive-64.jsonl", "negative.jsonl")
+             for line in (out / "rebound" / f).read_text().splitlines()}
+    labelled = (out / "safety" / "labelled.jsonl").read_text()
+    from alignlab.experiments import elasticity, elasticity_data
+
+    setting = elasticity_data.safety_setting(out, 0, True, elasticity.SCALES["micro"], SHARED_DATA)
+    assert train and not train & set(setting.eval_prompts)
+    assert not any(json.dumps(p)[1:-1] in labelled for p in setting.eval_prompts)
+    assert setting.positive(5, 0) != setting.negative(5, 0)

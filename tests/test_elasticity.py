@@ -79,7 +79,7 @@ def test_elasticity_all_micro(tmp_path, monkeypatch):
         cli.main()
     assert exit_info.value.code in (0, None)
     s = json.loads((out / "summary.json").read_text())
-    assert s["data"] == "world" and s["micro"] is True
+    assert s["data"] == "world" and s["micro"] is True and s["judge_accuracy"] is None  # the gold judge is exact
     # resistance: 3 pairs x 2 micro seeds, each with both loss curves
     assert s["resistance_pairs_total"] == 6 and 0 <= s["resistance_pairs_inverse_lower"] <= 6
     assert {r["pair"] for r in s["resistance"]} == {"theta1-theta2", "theta1-theta3", "theta2-theta3"}
@@ -138,6 +138,7 @@ def test_elasticity_imdb_micro(tmp_path, monkeypatch):
     """IMDb: a base pretrained on unlabelled reviews, the IMDb classifier and VADER as judges."""
     s = _micro(monkeypatch, "compression", "imdb", tmp_path / "el")
     assert s["data"] == "imdb" and s["judge"] == "classifier" and s["parts"] == ["compression"]
+    assert 0 <= s["judge_accuracy"] <= 1
     rows = s["compression"]
     assert len(rows) == 4 + 2 and all(r["align_tokens"] > 0 and r["theory_ratio"] > 0 for r in rows)
     # more positive examples -> more alignment tokens -> a smaller |D_pretrain| / |D_align|
@@ -154,7 +155,7 @@ def test_elasticity_safety_micro(tmp_path, monkeypatch):
     """Safety: a base pretrained on hh-rlhf transcripts, PKU-SafeRLHF safer/less safe answers, a trained judge."""
     out = tmp_path / "el"
     s = _micro(monkeypatch, "rebound", "safety", out)
-    assert s["data"] == "safety" and s["judge"] == "safety-classifier"
+    assert s["data"] == "safety" and s["judge"] == "safety-classifier" and 0 <= s["judge_accuracy"] <= 1
     assert list(s["initial_drop_slope"]) == ["0", "8", "16", "32", "64"]
     for curve in s["rebound"].values():
         assert [p["step"] for p in curve["points"]] == [0, 2, 4, 6, 8]

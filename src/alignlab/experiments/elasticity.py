@@ -86,7 +86,8 @@ def run(out: Path, parts=PARTS, seed: int = 0, micro: bool = False, data: str = 
     scale = SCALES["micro" if micro else "default"]
     setting = setting_for(data, out, seed, micro, scale, data_root)
     summary: dict = {"data": data, "micro": micro, "seed": seed, "parts": list(parts),
-                     "judge": next(iter(setting.judges)), "base_pretrain_tokens": runs.pretrain_tokens(setting.base)}
+                     "judge": next(iter(setting.judges)), "judge_accuracy": setting.judge_accuracy,
+                     "base_pretrain_tokens": runs.pretrain_tokens(setting.base)}
 
     if "resistance" in parts:
         summary.update(resistance_summary(runs.resistance(setting, out, [seed + i for i in range(scale["seeds"])],

@@ -44,6 +44,7 @@ class Setting:
     pretrain_heldout: list[str] = field(default_factory=list)  # fresh pretraining-style text
     align_heldout: list[str] = field(default_factory=list)     # fresh alignment-style text (prompt + completion)
     max_new_tokens: int = 48
+    judge_accuracy: float | None = None         # the first judge's held-out accuracy; None: exact (gold)
 
 
 def _as_texts(rows: Rows) -> list[str]:
@@ -121,6 +122,7 @@ def imdb_setting(out: Path, seed: int, micro: bool, scale: dict, imdb_dir: Path)
         resistance_prompts=prefixes(by[("test", "pos")] + by[("test", "neg")], scale["resistance_prompts"], seed + 2),
         eval_prompts=setup["eval_prompts"],
         judges={"classifier": make_scorer(str(setup["classifier"])), "vader": make_scorer("vader")},
+        judge_accuracy=setup["classifier_accuracy"],
         pretrain_heldout=[" ".join(t.split()[:80]) for t in test_mix],
         align_heldout=_as_texts(_continuations(by[("test", "pos")][h:], h, seed)),
         max_new_tokens=scale["max_new_tokens"],
@@ -187,7 +189,7 @@ def safety_setting(out: Path, seed: int, micro: bool, scale: dict, data_root: Pa
         demonstrations=lambda k, s: pick(train_safe, k, s + 7),
         resistance_prompts=[chat_prompt(p) for p in held_prompts[:scale["resistance_prompts"]]],
         eval_prompts=[chat_prompt(p) for p in held_prompts[:scale["eval_prompts"]]],
-        judges={"safety-classifier": make_scorer(str(judge))},
+        judges={"safety-classifier": make_scorer(str(judge))}, judge_accuracy=classifier.held_out_accuracy(judge),
         # transcripts beyond the pretraining slice were never trained on
         pretrain_heldout=corpus[scale["safety_docs"]:scale["safety_docs"] + scale["heldout_docs"]],
         align_heldout=_as_texts(pick(rows(0, True), scale["heldout_docs"], seed)),

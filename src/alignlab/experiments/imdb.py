@@ -90,4 +90,4 @@ def prepare(out: Path, imdb_dir: Path, seed: int, micro: bool = False, model: st
     train_prompts = [{"prompt": p} for p in prefixes(unsup[scale["docs"]:], n_prompts, seed)]
     return {"base": base, "classifier": judge, "prompts_file": write_jsonl(folder / "prompts-train.jsonl", train_prompts),
             "eval_prompts": prefixes(test, eval_prompts, seed + 1),
-            "classifier_accuracy": json.loads((judge / "status.json").read_text())["accuracy"]}
+            "classifier_accuracy": classifier.held_out_accuracy(judge)}

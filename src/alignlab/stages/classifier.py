@@ -63,6 +63,17 @@ def accuracy(scorer, examples: list[dict]) -> float | None:
     return sum((s > 0) == bool(e["label"]) for s, e in zip(scores, examples)) / len(examples)
 
 
+def held_out_accuracy(run_path: Path) -> float | None:
+    """Accuracy of a finished classifier run on its own held-out examples, measured now (the same
+    split as in training: it follows from the run's config.yaml)."""
+    import yaml
+
+    from ..scoring import RewardModelScorer
+
+    cfg = ClassifierConfig(**yaml.safe_load((Path(run_path) / "config.yaml").read_text()))
+    return accuracy(RewardModelScorer(str(run_path)), labelled_examples(cfg)[1])
+
+
 def run(cfg: ClassifierConfig) -> Path:
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 

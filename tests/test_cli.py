@@ -118,7 +118,9 @@ def test_micro_demo_writes_summary_and_report(tmp_path, monkeypatch, capsys):
     for stage in ("tokenizer", "base", "sft", "dpo", "eval-base", "eval-sft", "eval-dpo"):
         assert is_finished(out / stage), stage
 
-    # a second demo reuses every finished stage instead of training again
+    # a second demo reuses every finished stage instead of training again, also one that finished after a resume
+    sft_config = out / "sft" / "config.yaml"
+    sft_config.write_text(sft_config.read_text().replace("resume: false", "resume: true"))
     monkeypatch.setattr(sys, "argv", ["alignlab", "demo", "--micro", "--out", str(out)])
     with pytest.raises(SystemExit):
         cli.main()

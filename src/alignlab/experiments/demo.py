@@ -29,7 +29,9 @@ TABLE_METRICS = SUMMARY_METRICS + ["reward_benign", "over_refusal_rate_contrast"
 def stage(module, cfg) -> Path:
     """Run a stage, or reuse its folder when it already finished with this very config."""
     out = Path(cfg.out)
-    if is_finished(out) and yaml.safe_load((out / "config.yaml").read_text()) == cfg.model_dump():
+    # `resume` says how a run was started, not what it is: a run finished after a resume is the same run
+    identity = lambda config: {k: v for k, v in config.items() if k != "resume"}  # noqa: E731
+    if is_finished(out) and identity(yaml.safe_load((out / "config.yaml").read_text())) == identity(cfg.model_dump()):
         print(f"[demo] reusing finished run {out}")
         return out
     if out.exists() and not is_finished(out) and hasattr(cfg, "resume"):

@@ -89,6 +89,7 @@ def test_elasticity_all_micro(tmp_path, monkeypatch):
     assert list(s["initial_drop_slope"]) == amounts and list(s["knee_slope_ratio"]) == amounts
     assert all(isinstance(v, float) for v in s["initial_drop_slope"].values())
     assert s["rebound_spearman_rho"] is None or -1 <= s["rebound_spearman_rho"] <= 1
+    assert s["rebound_spearman_rho_by_judge"] == {"gold": s["rebound_spearman_rho"]}
     for curve in s["rebound"].values():
         assert [p["step"] for p in curve["points"]] == [0, 2, 4, 6, 8]
         assert all(-1 <= p["score_gold"] <= 1 and p["bpb_pretrain"] > 0 and p["bpb_align"] > 0 for p in curve["points"])
@@ -136,15 +137,17 @@ def _micro(monkeypatch, part, data, out):
 @needs_shared_data
 def test_elasticity_imdb_micro(tmp_path, monkeypatch):
     """IMDb: a base pretrained on unlabelled reviews, the IMDb classifier and VADER as judges."""
-    s = _micro(monkeypatch, "compression", "imdb", tmp_path / "el")
-    assert s["data"] == "imdb" and s["judge"] == "classifier" and s["parts"] == ["compression"]
+    s = _micro(monkeypatch, "rebound", "imdb", tmp_path / "el")
+    assert s["data"] == "imdb" and s["judge"] == "classifier" and s["parts"] == ["rebound"]
     assert 0 <= s["judge_accuracy"] <= 1
-    rows = s["compression"]
-    assert len(rows) == 4 + 2 and all(r["align_tokens"] > 0 and r["theory_ratio"] > 0 for r in rows)
-    # more positive examples -> more alignment tokens -> a smaller |D_pretrain| / |D_align|
-    by_align = [r for r in rows if r["source"].startswith("amount")]
-    assert [r["theory_ratio"] for r in by_align] == sorted((r["theory_ratio"] for r in by_align), reverse=True)
-    assert s["verdicts"]["compression_ratio"] in (True, False) and s["verdicts"]["resistance"] is None
+    for curve in s["rebound"].values():  # both judges score every probe; VADER's compound score is in [-1, 1]
+        assert all(-1 <= p["score_vader"] <= 1 and math.isfinite(p["score_classifier"]) for p in curve["points"])
+        assert set(curve["initial_drop_slope_by_judge"]) == {"classifier", "vader"}
+        assert curve["initial_drop_slope_by_judge"]["classifier"] == curve["initial_drop_slope"]
+    rhos = s["rebound_spearman_rho_by_judge"]
+    assert list(rhos) == ["classifier", "vader"] and rhos["classifier"] == s["rebound_spearman_rho"]
+    assert "vader judge" in s["verdict_details"]["more_alignment_faster_rebound"]
+    assert s["verdicts"]["resistance"] is None and s["verdicts"]["compression_ratio"] is None
     negative = [json.loads(line) for line in (tmp_path / "el" / "rebound" / "negative.jsonl").read_text().splitlines()]
     assert len(negative) == 16 and all(2 <= len(r["prompt"].split()) <= 8 and "<br" not in r["completion"]
                                        for r in negative)
@@ -154,12 +157,14 @@ def test_elasticity_imdb_micro(tmp_path, monkeypatch):
 def test_elasticity_safety_micro(tmp_path, monkeypatch):
     """Safety: a base pretrained on hh-rlhf transcripts, PKU-SafeRLHF safer/less safe answers, a trained judge."""
     out = tmp_path / "el"
-    s = _micro(monkeypatch, "rebound", "safety", out)
+    s = _micro(monkeypatch, "compression", "safety", out)
     assert s["data"] == "safety" and s["judge"] == "safety-classifier" and 0 <= s["judge_accuracy"] <= 1
-    assert list(s["initial_drop_slope"]) == ["0", "8", "16", "32", "64"]
-    for curve in s["rebound"].values():
-        assert [p["step"] for p in curve["points"]] == [0, 2, 4, 6, 8]
-        assert all(math.isfinite(p["score_safety-classifier"]) and p["bpb_pretrain"] > 0 for p in curve["points"])
+    rows = s["compression"]
+    assert len(rows) == 4 + 2 and all(r["align_tokens"] > 0 and r["theory_ratio"] > 0 for r in rows)
+    # more positive examples -> more alignment tokens -> a smaller |D_pretrain| / |D_align|
+    by_align = [r for r in rows if r["source"].startswith("amount")]
+    assert [r["theory_ratio"] for r in by_align] == sorted((r["theory_ratio"] for r in by_align), reverse=True)
+    assert s["verdicts"]["compression_ratio"] in (True, False) and s["verdicts"]["rebound"] is None
     corpus = [json.loads(line)["text"] for line in (out / "safety" / "corpus.jsonl").read_text().splitlines()]
     # hh transcripts in the chat format the world uses
     assert all(t.startswith("User: ") and "\n\nHuman: " not in t and "\nAssistant: " in t for t in corpus)

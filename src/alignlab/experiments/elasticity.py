@@ -134,7 +134,10 @@ def rebound_summary(curves: dict) -> dict:
     return {"rebound": {str(a): c for a, c in curves.items()},
             "initial_drop_slope": {str(a): c["initial_drop_slope"] for a, c in curves.items()},
             "knee_slope_ratio": {str(a): c["knee_slope_ratio"] for a, c in curves.items()},
-            "rebound_spearman_rho": spearman(amounts, [strength(curves[a]) for a in amounts])}
+            "rebound_spearman_rho": spearman(amounts, [strength(curves[a]) for a in amounts]),
+            "rebound_spearman_rho_by_judge": {
+                judge: spearman(amounts, [-curves[a]["initial_drop_slope_by_judge"][judge] for a in amounts])
+                for judge in curves[amounts[0]]["initial_drop_slope_by_judge"]}}
 
 
 def budget_curves(setting, out: Path, seed: int, scale: dict) -> dict:
@@ -219,10 +222,11 @@ def verdicts(s: dict) -> dict[str, tuple[bool | None, str]]:
         out["rebound"] = (ok, "aligned models whose score falls and then slows at least 2x after the knee: "
                               f"{sum(c['score_end'] < c['score_start'] and c['slows_after_knee'] for c in aligned)} "
                               f"of {len(aligned)} (supported: all)")
-        rho = s["rebound_spearman_rho"]
+        rho, others = s["rebound_spearman_rho"], list(s["rebound_spearman_rho_by_judge"].items())[1:]
         out["more_alignment_faster_rebound"] = (
             None if rho is None else rho >= RHO,
-            f"Spearman rho(positive amount, initial drop) = {_fmt(rho)} (supported: rho >= {RHO})")
+            f"Spearman rho(positive amount, initial drop) = {_fmt(rho)} (supported: rho >= {RHO})"
+            + "".join(f"; with the {name} judge: rho = {_fmt(r)}" for name, r in others))
     else:
         out["rebound"] = out["more_alignment_faster_rebound"] = (None, "not run")
     for claim, key, what in (("size_scaling", "size_spearman_rho", "parameters"),

@@ -205,7 +205,10 @@ def rebound_curve(setting: Setting, folder: Path, base: Path, amount: int, seed:
     judge = next(iter(setting.judges))
     steps, scores = [p["step"] for p in points], [p[f"score_{judge}"] for p in points]
     fit = knee(steps, scores)
+    # every judge's initial drop, so a second judge (IMDb: VADER) can confirm or contradict the first
+    by_judge = {name: knee(steps, [p[f"score_{name}"] for p in points])["slope_before"] for name in setting.judges}
     return {"amount": amount, "align_tokens": round(align_tokens), "points": points,
+            "initial_drop_slope_by_judge": by_judge,
             "initial_drop_slope": fit["slope_before"], "slope_after_knee": fit["slope_after"], "knee_step": fit["knee"],
             "knee_slope_ratio": slope_ratio(fit["slope_before"], fit["slope_after"]),
             "slows_after_knee": slowed(fit["slope_before"], fit["slope_after"]),

@@ -39,10 +39,11 @@ class RewardModelScorer:
     """A trained reward model (sequence classification, one logit) or a two-label classifier
     (`alignlab classifier`; the score is the log-odds of its positive label) scoring
     prompt + completion + EOS, the same text both were trained on: cut to its first
-    `max_length - 1` tokens before the EOS, where `max_length` is the training run's own
-    (config.yaml) or else the model's position limit, so the head never reads past either."""
+    `max_length - 1` tokens before the EOS (`cut_with_eos`), where `max_length` is the one given,
+    else the training run's own (its config.yaml), else the model's position limit."""
 
-    def __init__(self, path: str, batch_size: int = 64, trust_remote_code: bool = False):
+    def __init__(self, path: str, batch_size: int = 64, trust_remote_code: bool = False,
+                 max_length: int | None = None):
         import torch
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -63,7 +64,8 @@ class RewardModelScorer:
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.model.eval()
         self.batch_size = batch_size
-        self.max_length = trained_max_length(path) or getattr(self.model.config, "max_position_embeddings", None)
+        self.max_length = (max_length or trained_max_length(path)
+                           or getattr(self.model.config, "max_position_embeddings", None))
 
     def score(self, prompts: list[str], completions: list[str]) -> list[float]:
         import torch
@@ -71,8 +73,7 @@ class RewardModelScorer:
         eos, eos_id = self.tokenizer.eos_token, self.tokenizer.eos_token_id
         texts = [p + c.removesuffix(eos) for p, c in zip(prompts, completions, strict=True)]
         ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-        keep = self.max_length - 1 if self.max_length else None
-        rows = [{"input_ids": row[:keep] + [eos_id]} for row in ids]
+        rows = [{"input_ids": cut_with_eos(row, self.max_length, eos_id)} for row in ids]
         self.tokenizer.padding_side = "right"  # the head reads the last non-pad token
         out = []
         with torch.no_grad():
@@ -83,15 +84,19 @@ class RewardModelScorer:
         return out
 
 
+def cut_with_eos(ids: list[int], max_length: int | None, eos_id: int) -> list[int]:
+    """The text a reward model or classifier reads, in training and in use: its first
+    `max_length - 1` tokens (all, without a limit), then EOS, so the head reads an EOS last."""
+    return ids[:max_length - 1 if max_length else None] + [eos_id]
+
+
 def trained_max_length(path: str) -> int | None:
-    """The `max_length` a reward or classifier run trained with (its config.yaml), given the run
-    folder or the run's `model/` folder; None for a plain model folder or a hub name."""
+    """The `max_length` a reward or classifier run trained with (its config.yaml); None for a
+    plain model folder or a hub name."""
     import yaml
 
-    folder = Path(path).expanduser()
-    config = next((f / "config.yaml" for f in (folder, folder.parent) if (f / "config.yaml").is_file()
-                   and (f == folder or folder.name == "model")), None)
-    if config is None:
+    config = Path(path).expanduser() / "config.yaml"
+    if not config.is_file():
         return None
     value = (yaml.safe_load(config.read_text()) or {}).get("max_length")
     return int(value) if value else None

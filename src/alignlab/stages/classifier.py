@@ -50,8 +50,10 @@ def labelled_examples(cfg: ClassifierConfig) -> tuple[list[dict], list[dict], li
 def encode(tokenizer, examples: list[dict], max_length: int):
     import datasets
 
+    from ..scoring import cut_with_eos
+
     ids = tokenizer([e["text"] for e in examples], add_special_tokens=False)["input_ids"]
-    rows = [row[:max_length - 1] + [tokenizer.eos_token_id] for row in ids]
+    rows = [cut_with_eos(row, max_length, tokenizer.eos_token_id) for row in ids]
     return datasets.Dataset.from_dict({"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows],
                                        "labels": [e["label"] for e in examples]})
 
@@ -71,7 +73,7 @@ def held_out_accuracy(run_path: Path) -> float | None:
     from ..scoring import RewardModelScorer
 
     cfg = ClassifierConfig(**yaml.safe_load((Path(run_path) / "config.yaml").read_text()))
-    return accuracy(RewardModelScorer(str(run_path)), labelled_examples(cfg)[1])
+    return accuracy(RewardModelScorer(str(run_path), max_length=cfg.max_length), labelled_examples(cfg)[1])
 
 
 def run(cfg: ClassifierConfig) -> Path:
@@ -100,7 +102,7 @@ def run(cfg: ClassifierConfig) -> Path:
     save_final(trainer, tokenizer, run)
     if not run.main:
         return run.path
-    scorer = RewardModelScorer(str(run.model_dir))
+    scorer = RewardModelScorer(str(run.model_dir), max_length=cfg.max_length)
     run.finish(**result, labels=[str(v) for v in labels], examples_train=len(train_examples),
                examples_eval=len(eval_examples), accuracy=accuracy(scorer, eval_examples),
                train_accuracy=accuracy(scorer, train_examples[:512]))

@@ -107,7 +107,7 @@ def run(cfg: RewardConfig) -> Path:
     save_final(trainer, tokenizer, run)
     if not run.main:
         return run.path
-    scorer = RewardModelScorer(str(run.model_dir))
+    scorer = RewardModelScorer(str(run.model_dir), max_length=cfg.max_length)
     run.finish(**result, pairs_train=len(train_pairs), pairs_eval=len(eval_pairs),
                pairwise_accuracy=pairwise_accuracy(scorer, eval_pairs),
                train_accuracy=pairwise_accuracy(scorer, train_pairs[:512]))

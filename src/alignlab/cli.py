@@ -210,6 +210,8 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="folder
     typer.echo(f"report: {out / 'report.html'}  ({summary['wall_seconds']:.0f} s)")
 
 
+ExperimentSeed = typer.Option(0, "--seed")
+MicroOpt = typer.Option(False, "--micro", help="a shrunken smoke run (numbers mean little)")
 experiment_app = typer.Typer(no_args_is_help=True, help="Reproductions of published findings, one command each.")
 app.add_typer(experiment_app, name="experiment")
 
@@ -217,8 +219,8 @@ app.add_typer(experiment_app, name="experiment")
 @experiment_app.command("overoptimization")
 def experiment_overoptimization(
         out: Path = typer.Option(Path("runs/overoptimization"), "--out", "-o"),
-        seed: int = typer.Option(0, "--seed"),
-        micro: bool = typer.Option(False, "--micro", help="a shrunken smoke run (numbers mean little)")):
+        seed: int = ExperimentSeed,
+        micro: bool = MicroOpt):
     """Gao et al. 2022: gold vs proxy reward under best-of-n and PPO, for proxies of several data sizes."""
     from .experiments import overoptimization
 
@@ -229,8 +231,8 @@ def experiment_overoptimization(
 @experiment_app.command("reversal")
 def experiment_reversal(
         out: Path = typer.Option(Path("runs/reversal"), "--out", "-o"),
-        seed: int = typer.Option(0, "--seed"),
-        micro: bool = typer.Option(False, "--micro", help="a shrunken smoke run (numbers mean little)")):
+        seed: int = ExperimentSeed,
+        micro: bool = MicroOpt):
     """Undo alignment with a merged LoRA (gpt-oss-20b-base recipe): back to base? weight space; the tax table."""
     from .experiments import reversal
 
@@ -241,8 +243,8 @@ def experiment_reversal(
 @experiment_app.command("frontier")
 def experiment_frontier(
         out: Path = typer.Option(Path("runs/frontier"), "--out", "-o"),
-        seed: int = typer.Option(0, "--seed"),
-        micro: bool = typer.Option(False, "--micro", help="a shrunken smoke run (numbers mean little)"),
+        seed: int = ExperimentSeed,
+        micro: bool = MicroOpt,
         data: str = typer.Option("auto", "--data", help="world | imdb | both | auto (both when --imdb is found)"),
         imdb: Path | None = typer.Option(None, "--imdb", help="folder with the aclImdb JSONL files "
                                                               "(default $ALIGNLAB_SHARED_DATA/imdb, else ../shared/data/imdb)")):
@@ -261,8 +263,6 @@ elasticity_app = typer.Typer(no_args_is_help=True, help="Ji et al. 2025, 'Langua
                                                        "resistance, rebound, scaling, the compression view.")
 app.add_typer(elasticity_app, name="elasticity")
 ElasticityOut = typer.Option(Path("runs/elasticity"), "--out", "-o", help="folder for the runs and the report")
-ElasticitySeed = typer.Option(0, "--seed")
-ElasticityMicro = typer.Option(False, "--micro", help="a shrunken smoke run (numbers mean little)")
 ElasticityData = typer.Option("world", "--data", help="world | imdb (DATA_ROOT/imdb) | safety (DATA_ROOT's hh-rlhf "
                                                     "and PKU-SafeRLHF files)")
 ElasticityRoot = typer.Option(None, "--data-root", help="folder of the real data sets, read in place "
@@ -290,7 +290,7 @@ ELASTICITY_COMMANDS = {
 def _elasticity_command(name: str):
     parts = ("resistance", "rebound", "scaling", "compression") if name == "all" else (name,)
 
-    def command(out: Path = ElasticityOut, seed: int = ElasticitySeed, micro: bool = ElasticityMicro,
+    def command(out: Path = ElasticityOut, seed: int = ExperimentSeed, micro: bool = MicroOpt,
                 data: str = ElasticityData, data_root: Path | None = ElasticityRoot):
         _elasticity(parts, out, seed, micro, data, data_root)
 

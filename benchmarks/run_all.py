@@ -1,12 +1,14 @@
 """Run the benchmarks and write their sections of BENCHMARKS.md at the repo root.
 
-    python benchmarks/run_all.py                  # all: pretrain throughput, the demo's wall time, sampling throughput
+    python benchmarks/run_all.py                  # all: pretrain throughput, the demo's wall time, sampling
+                                                  #   throughput, PPO step time, completion_logprobs memory
     python benchmarks/run_all.py --only demo      # only re-run the demo; the other sections are kept
 
 Each benchmark owns one section of BENCHMARKS.md (between <!-- bench:NAME --> markers) and
 replaces only that section, so figures from different runs can sit side by side; every section
-records its own date, command and machine. Run on an otherwise idle machine: torch uses every
-core, and competing load slows the runs erratically.
+records its own date, command and machine. Everything else in the file is kept verbatim (the GPU
+check, benchmarks/gpu_check.py, writes its own section the same way). Run on an otherwise idle
+machine: torch uses every core, and competing load slows the runs erratically.
 """
 from __future__ import annotations
 
@@ -25,7 +27,9 @@ from pathlib import Path
 
 import pretrain_throughput  # the sibling scripts (benchmarks/ is on sys.path when run as a script)
 import ppo_step
+import logprob_memory
 import sampling_throughput
+import train_memory
 import torch
 import transformers
 
@@ -36,7 +40,7 @@ HEADER = ("# Benchmarks\n\nWritten by `benchmarks/run_all.py` (see `benchmarks/R
 DEMO_TARGET_SECONDS = 300
 PRETRAIN_TARGET_RATIO = 0.8
 SAMPLING_TARGET_RATIO = sampling_throughput.TARGET_RATIO
-BENCHMARKS = ("pretrain", "demo", "sampling", "ppo")
+BENCHMARKS = ("pretrain", "demo", "sampling", "ppo", "logprobs", "train")
 
 
 def load_average() -> str:
@@ -176,8 +180,60 @@ def ppo_section(r: dict, command: str, load: str) -> str:
     return "\n".join(lines)
 
 
+def logprobs_section(r: dict, command: str, load: str) -> str:
+    labels = [label for label, _, _ in logprob_memory.IMPLEMENTATIONS]
+    tokens = r["prompt_tokens"] + r["completion_tokens"]
+    setup = (f"tiny random Llama (hidden 64, 2 layers, tied embeddings), batch {r['batch']} rows x "
+             f"({r['prompt_tokens']} prompt + {r['completion_tokens']} completion tokens), fp32, CPU; each figure from "
+             "a fresh subprocess: peak RSS (getrusage ru_maxrss) minus RSS just before the call, after a 2-token "
+             f"warm-up call; alignlab's default max_logits is 2**{r['default_max_logits'].bit_length() - 1}")
+    lines = preamble("completion_logprobs peak memory: completion positions only vs a full log_softmax", command,
+                     machine(str(r["threads"]), load), setup) + [
+        "| vocab | " + " | ".join(f"{label}: MiB added at peak (seconds)" for label in labels)
+        + " | after / before | largest per-token difference | one (batch, length, vocab) fp32 tensor, MiB |",
+        "|---:|" + "---:|" * (len(labels) + 3),
+    ]
+    upper_bound = False
+    for row in r["results"]:
+        m = [row["measured"][label] for label in labels]
+        upper_bound |= any(x["peak_set_before_call"] for x in m)
+        cells = [f"{x['delta_mib']:.0f}{'*' if x['peak_set_before_call'] else ''} ({x['seconds']:.2f})" for x in m]
+        lines.append(f"| {row['vocab']:,} | " + " | ".join(cells)
+                     + f" | {m[1]['delta_mib'] / max(m[0]['delta_mib'], 1e-9):.2f} | {row['max_abs_difference']:.1e}"
+                     f" | {row['full_logits_mib']:.0f} |")
+    lines += [
+        "",
+        f"before: log_softmax over the logits of all {tokens} positions of every row (two float32 copies); after: "
+        "logits only where a completion token is predicted, at most max_logits values per forward, normalised by a "
+        "float32 logsumexp in slices. The last column is one float32 tensor of the full logits, for scale. "
+        "Largest per-token difference: |after - before| over every completion token, both alignlab rows.",
+    ]
+    if upper_bound:
+        lines.append("*: the call never rose above the child's earlier peak (model building): an upper bound.")
+    return "\n".join(lines)
+
+
+def train_section(r: dict, command: str, load: str) -> str:
+    setup = (f"random tiny Llama models, world tokenizer, fp32, CPU, {r['steps']} iterations each; DPO: batch 16 pairs, "
+             "max_length 128, pairs from a fixed file (no sampling); PPO: rollout batch 32, mini-batch 16, 48 new "
+             "tokens, world gold judge. Memory: peak RSS (ru_maxrss) minus RSS just before the stage, in a fresh "
+             "process per row. Seconds: DPO train_runtime / steps; PPO median time/training after the first iteration")
+    lines = preamble("DPO and PPO: peak memory and seconds per iteration, with and without gradient checkpointing",
+                     command, machine(str(torch.get_num_threads()), load), setup) + [
+        "| stage | model | MiB added at peak, plain | with checkpointing | s/iteration, plain | with checkpointing |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for stage in train_memory.STAGES:
+        for model in dict.fromkeys(x["model"] for x in r["rows"]):
+            plain, ckpt = (next(x for x in r["rows"] if x["stage"] == stage and x["model"] == model
+                                and x["checkpointing"] == c) for c in (False, True))
+            lines.append(f"| {stage} | {model} | {plain['added_mib']:.0f} | {ckpt['added_mib']:.0f} | "
+                         f"{plain['seconds_per_iteration']:.3f} | {ckpt['seconds_per_iteration']:.3f} |")
+    return "\n".join(lines)
+
+
 def update_md(name: str, body: str) -> None:
-    """Replace (or append) the section between this benchmark's markers; keep everything else."""
+    """Replace (or append) the section between this benchmark's markers; keep everything else verbatim."""
     block = f"<!-- bench:{name} -->\n{body}\n<!-- /bench:{name} -->"
     text = MD.read_text() if MD.exists() else HEADER
     pattern = re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
@@ -193,7 +249,8 @@ def main():
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--repeats", type=int, default=None, help="alternating repeats (default: 2 pretrain, 3 sampling)")
     p.add_argument("--world-docs", type=int, default=20000)
-    p.add_argument("--threads", type=int, default=None, help="torch threads for pretrain and sampling (default: all cores)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads: pretrain and sampling (default: all cores), each logprobs child (default: 1)")
     a = p.parse_args()
     chosen = [s.strip() for s in a.only.split(",") if s.strip()]
     if unknown := set(chosen) - set(BENCHMARKS):
@@ -224,6 +281,14 @@ def main():
         r = ppo_step.benchmark()
         print("ppo: " + ", ".join(f"{k} {v:.3f} s" for k, v in r["phases"].items()))
         update_md("ppo", ppo_section(r, command, load))
+    if "logprobs" in chosen:
+        load = load_average()
+        r = logprob_memory.benchmark(threads=a.threads or 1)
+        update_md("logprobs", logprobs_section(r, command, load))
+    if "train" in chosen:
+        load = load_average()
+        r = train_memory.benchmark()
+        update_md("train", train_section(r, command, load))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ def test_sft_trains_on_completions_only(micro_base, tmp_path):
     cfg = SFTConfig(out=str(tmp_path / "run"), model=str(micro_base))  # default max_length: nothing truncated
     rows, kind = sft.sft_rows(cfg)
     tok = load_tokenizer(cfg.model)
-    trainer = sft.build_trainer(cfg, rows[:16], kind, load_model(cfg.model), tok, Run(tmp_path / "run"))
+    trainer = sft.build_trainer(cfg, sft.training_args(cfg, kind), rows[:16], load_model(cfg.model), tok,
+                                Run(tmp_path / "run"))
     for example, row in zip(trainer.train_dataset, rows):
         n_prompt = len(tok(row["prompt"], add_special_tokens=False)["input_ids"])
         assert example["input_ids"][:n_prompt] == tok(row["prompt"], add_special_tokens=False)["input_ids"]

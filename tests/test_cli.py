@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from alignlab import cli
 from conftest import assert_one_line_error, run_cli
@@ -145,3 +146,73 @@ def test_nested_overrides_and_their_errors():
         load_config(PPOConfig, None, parse_overrides(["out=x", "model=m", "monitor.max_kll=8"]))
     with pytest.raises(InputError, match="'lr' is not a nested config"):
         load_config(PPOConfig, None, parse_overrides(["out=x", "model=m", "lr=1", "lr.x=2"]))
+
+
+def _stage_that_only_starts_its_run(cfg):
+    from alignlab.runs import Run
+
+    return Run.start(cfg.out, cfg.model_dump(), cfg.resume).path  # writes the resolved config.yaml, trains nothing
+
+
+@pytest.mark.parametrize("args, seed", [([], 5), (["--seed", "0"], 0), (["--seed", "3"], 3)])
+def test_seed_on_the_command_line_overrides_the_yaml_even_when_0(tmp_path, monkeypatch, capsys, args, seed):
+    from alignlab.stages import pretrain
+
+    config = tmp_path / "base.yaml"
+    config.write_text(f"out: {tmp_path / 'run'}\nseed: 5\nresume: true\n")
+    monkeypatch.setattr(pretrain, "run", _stage_that_only_starts_its_run)
+    code, err = run_cli(monkeypatch, capsys, "pretrain", "--config", config, *args)
+    assert code in (0, None), err
+    resolved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert resolved["seed"] == seed
+    assert resolved["resume"] is True  # a flag left off (--resume) does not switch off the YAML's value
+
+
+@pytest.mark.parametrize("out", ["taken.txt", "taken.txt/run"])
+def test_out_naming_a_file_is_one_line(tmp_path, monkeypatch, capsys, out):
+    taken = tmp_path / "taken.txt"
+    taken.write_text("not a run\n")
+    code, err = run_cli(monkeypatch, capsys, "tokenizer", "--out", tmp_path / out, "--set", "world_docs=20")
+    assert_one_line_error(code, err, f"out: {taken} is a file")
+    assert taken.read_text() == "not a run\n"
+
+
+def _launch_two_processes(*args) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "alignlab.cli", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def test_auto_pairs_are_sampled_in_shares_and_gathered_under_two_processes(micro_sft, tmp_path):
+    from alignlab.config import DPOConfig
+    from alignlab.models import load_tokenizer
+    from alignlab.prompts import render
+    from alignlab.stages.dpo import preference_prompts
+
+    out = tmp_path / "dpo"
+    result = _launch_two_processes("dpo", "--out", out, "--model", micro_sft, "--set", "n_prompts=64",
+                                   "--set", "max_new_tokens=16", "--set", "batch_size=2", "--set", "max_steps=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert is_finished(out)
+    tok = load_tokenizer(str(micro_sft))
+    prompts = [render(tok, p) for p in preference_prompts(DPOConfig(out="x", model="m", n_prompts=64))]
+    pairs = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+    # rank 0 sampled the even-numbered prompts, rank 1 the odd ones: the gathered file has both shares
+    parities = {i % 2 for p in pairs for i, q in enumerate(prompts) if q == p["prompt"]}
+    assert len(pairs) >= 2 and parities == {0, 1}, (len(pairs), parities)
+
+
+def test_rejection_sampling_under_two_processes_trains_on_every_share(micro_sft, tmp_path):
+    out = tmp_path / "rs"
+    result = _launch_two_processes("rejection-sampling", "--out", out, "--model", micro_sft, "--set", "rounds=2",
+                                   "--set", "n_prompts=8", "--set", "samples_per_prompt=2",
+                                   "--set", "max_new_tokens=8", "--set", "max_steps=2", "--set", "batch_size=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert is_finished(out)
+    from alignlab.config import RejectionSamplingConfig
+    from alignlab.stages.dpo import preference_prompts
+
+    n = len(preference_prompts(RejectionSamplingConfig(out="x", model="m", n_prompts=8)))  # the world's mix: 9
+    for r in (1, 2):  # each round's kept file holds every prompt's best sample, from both processes
+        kept = [json.loads(line) for line in (out / f"round-{r}-kept.jsonl").read_text().splitlines()]
+        assert len(kept) == n and is_finished(out / f"round-{r}")

@@ -60,8 +60,9 @@ def test_frontier_micro(tmp_path):
     assert set(summary["settings"]) == {"world"}
     assert set(methods) == {"start", "dpo", "preferred-ft", "ppo", "best-of-n"}
     assert [p["beta"] for p in methods["dpo"]] == [0.1, 0.5] and [p["n"] for p in methods["best-of-n"]] == [1, 2, 4]
-    for points in methods.values():
-        assert all(p["kl"] >= 0 and -1 <= p["reward"] <= 1 and p["reward_se"] >= 0 for p in points)
+    for points in methods.values():  # KL is a raw estimate: only its noise may take it below 0
+        assert all(p["kl"] >= -3 * p.get("kl_se", 0.0) and -1 <= p["reward"] <= 1 and p["reward_se"] >= 0
+                   for p in points)
     assert methods["best-of-n"][0]["kl"] == 0
     assert set(setting["on_frontier"]) <= set(setting["not_clearly_dominated"]) <= set(methods)
     assert (tmp_path / "fr" / "report.html").exists()
@@ -76,3 +77,56 @@ def test_frontier_rejects_bad_data_before_work(tmp_path):
     with pytest.raises(InputError, match="aclImdb_unsup.jsonl.gz not found"):
         frontier.run(tmp_path / "fr", data="both", imdb=tmp_path / "nowhere")
     assert not (tmp_path / "fr").exists()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_held_out_prompts_are_not_training_prompts_for_any_seed(tmp_path, seed):
+    """overoptimization and frontier draw their prompts with review_prompt_sets; their policies
+    start from the lifecycle's SFT run, so its demonstrations are training prompts too."""
+    from alignlab.experiments import demo
+    from alignlab.experiments.overoptimization import review_prompt_sets
+    from alignlab.runs import read_jsonl
+    from alignlab.world import World
+
+    sft = demo.configs(tmp_path, seed)["sft"]  # what `lifecycle` trains for this seed
+    seen = {row["prompt"] for row in World(sft.world_seed).sft_data(sft.world_examples, sft.seed)}
+    prompts_file, held_out = review_prompt_sets(tmp_path, 1024, 48, seed)
+    trained = {row["prompt"] for row in read_jsonl(prompts_file)}
+    assert any(p.startswith("User: Write a review") for p in seen) and trained and held_out
+    assert seen.isdisjoint(held_out) and trained.isdisjoint(held_out)
+
+
+def test_measure_reports_the_raw_kl_estimate_and_its_error(monkeypatch):
+    from alignlab.experiments import overoptimization
+    from alignlab.sampling import Sample
+
+    class Judge:
+        name = "judge"
+
+        def score(self, prompts, completions):
+            return [float(len(c)) for c in completions]
+
+    prompts = ["a", "b", "c"]
+    monkeypatch.setattr(overoptimization, "sample", lambda model, tok, ps, *a, **k: [
+        Sample(p, "x" * (i + 1), [1], [2]) for i, p in enumerate(ps)])
+    logprobs = {"policy": [-1.0, -2.0, -3.0], "reference": [-0.7, -2.1, -2.9]}  # log ratios -0.3, 0.1, -0.1
+    monkeypatch.setattr(overoptimization, "completion_logprobs", lambda model, *a, **k: logprobs[model])
+    result = overoptimization.measure("policy", "reference", None, {"gold": Judge()}, prompts, seed=0)
+    assert result["kl"] == pytest.approx(-0.1)  # noise below 0 stays visible, not clamped
+    assert result["kl_se"] == pytest.approx(0.2 / math.sqrt(3))
+    assert result["gold"] == pytest.approx(2.0) and result["gold_se"] == pytest.approx(1 / math.sqrt(3))
+
+
+def test_overoptimization_report_renders_a_negative_kl(tmp_path):
+    from alignlab.experiments.overoptimization import write_report
+
+    bon = [{"n": n, "kl_analytic": kl, "kl_empirical": kl, "proxy": 0.1 * i, "gold": 0.1}
+           for i, (n, kl) in enumerate([(1, 0.0), (2, 0.31)])]
+    rl = [{"step": 0, "kl": 0.0, "kl_se": 0.0, "proxy": 0.0, "gold": 0.0},
+          {"step": 2, "kl": -0.04, "kl_se": 0.05, "proxy": 0.2, "gold": 0.1}]
+    fitted = {"alpha": 0.1, "beta": 0.0, "r2": None}
+    summary = {"proxies": {16: {"pairwise_accuracy": 0.6, "bon": bon, "rl": rl, "bon_fit": fitted, "rl_fit": fitted,
+                                "bon_gold_peaks_then_falls": False, "bon_proxy_keeps_rising": True,
+                                "bon_gold_peak_n": 1, "rl_gold_peaks_then_falls": False}}}
+    html = write_report(tmp_path, summary).read_text()
+    assert "-0.04" in html and "kl_se" in html and html.count("data:image/png;base64,") >= 2

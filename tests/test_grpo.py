@@ -64,7 +64,7 @@ def test_run_finishes_with_trl_metrics_and_monitors(micro_sft, tmp_path, algorit
 
 @pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
 def test_reward_rises_on_an_easy_reward(micro_sft, tmp_path, monkeypatch, algorithm):
-    monkeypatch.setattr(grpo, "make_scorer", lambda *spec, **options: ShortIsGood())
+    monkeypatch.setattr(grpo, "stage_scorer", lambda spec, cfg: ShortIsGood())
     out = grpo.run(config(tmp_path, micro_sft, reward="short", max_steps=6, beta=0.0), algorithm)
     rewards = [r["monitor/reward"] for r in training_records(out)]
     lengths = [r["monitor/response_length"] for r in training_records(out)]
@@ -75,7 +75,7 @@ def test_reward_rises_on_an_easy_reward(micro_sft, tmp_path, monkeypatch, algori
 
 
 def test_max_kl_rule_pauses_the_run_at_the_last_good_checkpoint(micro_sft, tmp_path, monkeypatch):
-    monkeypatch.setattr(grpo, "make_scorer", lambda *spec, **options: ShortIsGood())
+    monkeypatch.setattr(grpo, "stage_scorer", lambda spec, cfg: ShortIsGood())
     cfg = config(tmp_path, micro_sft, beta=0.1, save_steps=1, max_steps=4, monitor={"max_kl": 1e-6})
     with pytest.raises(StopRuleFired, match="max_kl"):
         grpo.run(cfg)
@@ -103,7 +103,7 @@ def test_min_distinct_2_rule_pauses_the_run(micro_sft, tmp_path):
 
 
 def test_a_scorer_returning_nan_fails_the_run_with_a_clear_message(micro_sft, tmp_path, monkeypatch):
-    monkeypatch.setattr(grpo, "make_scorer", lambda *spec, **options: NaNScorer())
+    monkeypatch.setattr(grpo, "stage_scorer", lambda spec, cfg: NaNScorer())
     with pytest.raises(InputError, match=r"reward: scorer broken: non-finite score nan .*training step 1"):
         grpo.run(config(tmp_path, micro_sft))
     status = read_status(tmp_path / "run")

@@ -2,12 +2,15 @@
 easy reward, stop rules, bad input, a non-finite loss, and resume to the same weights."""
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from alignlab.config import MonitorConfig, PPOConfig
+from alignlab.config import MonitorConfig, PPOConfig, load_config
 from alignlab.errors import InputError
 from alignlab.models import load_model, load_tokenizer
 from alignlab.monitors import StopRuleFired
@@ -34,7 +37,7 @@ class Shorter:
 
 
 def use_scorer(monkeypatch, scorer):
-    monkeypatch.setattr(ppo, "make_scorer", lambda spec, world_seed=0: scorer)
+    monkeypatch.setattr(ppo, "stage_scorer", lambda spec, cfg: scorer)
 
 
 def close(tensor, expected):
@@ -158,8 +161,8 @@ def test_stop_rule_pauses_the_run_and_names_the_last_good_checkpoint(micro_sft, 
 def test_a_non_finite_loss_fails_the_run_naming_the_last_good_checkpoint(micro_sft, tmp_path, monkeypatch):
     losses = ppo.ppo_losses
 
-    def nan_at_step_two(logp, values, old, cfg):
-        loss, stats = losses(logp, values, old, cfg)
+    def nan_at_step_two(logp, values, old, cfg, tokens=None):
+        loss, stats = losses(logp, values, old, cfg, tokens)
         return (loss * float("nan") if len(read_metrics(tmp_path / "run")) == 1 else loss), stats
 
     monkeypatch.setattr(ppo, "ppo_losses", nan_at_step_two)
@@ -218,3 +221,90 @@ def test_resume_after_an_interruption_ends_at_the_same_weights(micro_ppo, tmp_pa
     a, b = load_model(str(straight)).state_dict(), load_model(str(resumed)).state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)  # in fact bitwise equal on CPU
     assert untimed_metrics(resumed) == untimed_metrics(straight)  # same seed, same numbers, one record per iteration
+
+
+# ----- InstructGPT / "N+ implementation details" options ----------------------------------------
+def test_reward_whitening_keeps_the_mean_and_scales_to_unit_variance():
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    rewards = torch.tensor([[0.0, 4.0, 9.0], [0.0, 0.0, 11.0]])  # real tokens: mean 3, variance 18.4
+    white = ppo.whiten(rewards, mask, shift_mean=False)
+    real = white[mask.bool()]
+    assert real.mean().item() == pytest.approx(3.0, abs=1e-5)
+    assert ((real - 3.0) ** 2).mean().item() == pytest.approx(1.0, abs=1e-4)
+    assert white[0, 2].item() == 0.0
+    assert white[1, 2].item() == pytest.approx(3.0 + 8.0 / 18.4 ** 0.5, abs=1e-5)
+
+
+def test_missing_eos_penalty_scores_cut_off_completions_lower(micro_sft, tmp_path, monkeypatch):
+    class Zero:
+        name = "zero"
+
+        def score(self, prompts, completions):
+            return [0.0] * len(completions)
+
+    use_scorer(monkeypatch, Zero())
+    rewards = {}
+    for penalty in (None, 1.0):  # 3 new tokens: most completions are cut off before their EOS
+        out = ppo.run(micro_config(tmp_path / f"run-{penalty}", micro_sft, max_steps=1, max_new_tokens=3,
+                                   missing_eos_penalty=penalty))
+        rewards[penalty] = read_metrics(out)[0]["monitor/reward"]
+    assert rewards[None] == 0.0 and rewards[1.0] < -0.5, rewards
+
+
+def test_a_separate_critic_starts_from_the_reward_model(micro_sft, micro_base, tmp_path):
+    from alignlab.config import RewardConfig
+    from alignlab.stages import reward
+
+    rm = reward.run(RewardConfig(out=str(tmp_path / "rm"), model=str(micro_base), policy=str(micro_sft), n_prompts=16,
+                                 max_new_tokens=12, max_steps=2, batch_size=8))
+    cfg = micro_config(tmp_path / "run", micro_sft, reward=str(rm), critic="reward", max_steps=2, save_steps=1)
+    out = ppo.run(cfg)
+    shared = read_metrics(ppo.run(micro_config(tmp_path / "shared", micro_sft, reward=str(rm), max_steps=1)))
+    # the shared head starts at V = 0, the critic at the reward model's values: their first value losses differ
+    assert read_metrics(out)[0]["ppo/value_loss"] != shared[0]["ppo/value_loss"]
+    saved = load_file(str(out / "checkpoints" / "checkpoint-2" / "value_head.safetensors"))
+    assert any(k.startswith("model.") for k in saved)  # the whole critic is checkpointed, not a head
+    with pytest.raises(InputError, match="critic 'reward' needs a reward-model folder"):
+        load_config(PPOConfig, None, {"out": "x", "model": "m", "reward": "world", "critic": "reward"})
+
+
+# ----- several processes ------------------------------------------------------------------------
+TWO_PROCESSES = Path(__file__).with_name("ppo_two_processes.py")
+
+
+def test_two_processes_take_the_step_one_process_takes_on_the_whole_batch(tmp_path):
+    """Each of two gloo processes holds half the rollout: whitening, token counts and gradients are global,
+    so both end with identical weights, equal (to float rounding) to one process on the whole batch."""
+    run = lambda *launcher: subprocess.run([sys.executable, *launcher, str(TWO_PROCESSES), str(tmp_path)],  # noqa: E731
+                                           capture_output=True, text=True, timeout=300)
+    for result in (run(), run("-m", "torch.distributed.run", "--nproc_per_node", "2")):
+        assert result.returncode == 0, result.stderr[-3000:]
+    one, first, second = (load_file(str(tmp_path / f"weights-{c}-{r}.safetensors")) for c, r in ((1, 0), (2, 0), (2, 1)))
+    assert all(torch.equal(first[k], second[k]) for k in first)  # the two processes stay in lockstep
+    grads = [load_file(str(tmp_path / f"grads-{c}-0.safetensors")) for c in (1, 2)]
+    assert max((grads[0][k] - grads[1][k]).abs().max().item() for k in grads[0]) < 1e-6
+    assert max((one[k] - first[k]).abs().max().item() for k in one) < 1e-6
+    records = [json.loads((tmp_path / f"record-{c}-0.json").read_text()) for c in (1, 2)]
+    for key, value in records[0].items():  # monitors and losses are those of the whole batch
+        assert records[1][key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_a_stop_rule_and_a_checkpoint_fire_on_both_processes(micro_sft, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "alignlab.cli", "ppo",
+           "--out", str(out), "--model", str(micro_sft)]
+    for key, value in {"rollout_batch": 8, "mini_batch": 4, "max_new_tokens": 8, "n_prompts": 16, "max_steps": 4,
+                       "save_steps": 1, "monitor.max_kl": 1e-9}.items():
+        cmd += ["--set", f"{key}={value}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)  # a deadlock would time out
+    assert result.returncode == 1, result.stderr[-3000:]
+    status = read_status(out)
+    # step 1 samples from the reference itself (KL 0); the first step whose KL is positive trips the rule,
+    # on both processes at once; the step before it is the last good checkpoint
+    steps = [r["step"] for r in read_metrics(out)]
+    tripped = steps[-1]
+    assert steps == list(range(1, tripped + 1)) and tripped >= 2  # logged once per step, by the main process
+    assert status["status"] == "paused" and status["message"].endswith(f"checkpoint-{tripped - 1}"), status
+    assert (out / "checkpoints" / f"checkpoint-{tripped - 1}" / "state.json").is_file()
+    assert not (out / "checkpoints" / f"checkpoint-{tripped}").exists()

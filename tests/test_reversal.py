@@ -73,6 +73,6 @@ def test_format_and_spread_with_a_single_review():
     from alignlab.stages.evaluate import format_and_spread
 
     samples = [Sample("p", " fine", [1], [7, 0]), Sample("q", " more User: hi", [1], [7, 8])]
-    metrics = format_and_spread(samples, {"review": [{"score": 0.5, "completion": " fine"}]}, eos=0)
+    metrics = format_and_spread(samples, {"review": [{"score": 0.5, "completion": " fine"}]}, stops=[0])
     assert metrics["chat_format_adherence"] == 0.5  # the second neither ended nor stayed in its turn
     assert metrics["review_positive_share"] == 1 and metrics["self_bleu_review"] is None  # one text: no Self-BLEU

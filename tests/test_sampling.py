@@ -5,13 +5,19 @@ next-token distribution is peaked and depends on the context (a freshly initiali
 is nearly uniform, and a test that compares two near-uniform samplers cannot fail).
 """
 import math
+import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+from transformers import (
+    Gemma2Config, Gemma2ForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig,
+    MistralForCausalLM,
+)
 
 import alignlab.sampling as sampling
 from alignlab.models import build_tiny_model, load_tokenizer
+from alignlab.prompts import stop_ids
 from alignlab.sampling import sample, unsupported_by_fast_path
 from alignlab.world import World
 
@@ -249,3 +255,205 @@ def test_the_model_still_trains_after_sampling(tok):
     x = torch.tensor([tok("User: hi\nAssistant: Sure.", add_special_tokens=False)["input_ids"]])
     model(input_ids=x, labels=x).loss.backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+# ----------------------------------------------------------------------------- prompts as conversations, stop ids
+
+def test_a_conversation_samples_exactly_like_its_world_transcript(tok):
+    """The world tokenizer adds no BOS and renders [user(X)] as "User: X\\nAssistant:", so a conversation
+    gives the very samples its transcript does, same seed; Sample.prompt keeps what was given."""
+    model = llama(tok)
+    transcripts = [p for p in PROMPTS if p.startswith("User: ") and p.endswith("\nAssistant:")]
+    conversations = [[{"role": "user", "content": p.removeprefix("User: ").removesuffix("\nAssistant:")}]
+                     for p in transcripts]
+    assert len(transcripts) >= 5
+    as_text = sample(model, tok, transcripts, max_new_tokens=16, seed=5)
+    as_chat = sample(model, tok, conversations, max_new_tokens=16, seed=5)
+    for t, c, conversation, transcript in zip(as_text, as_chat, conversations, transcripts):
+        assert (c.prompt_ids, c.completion_ids, c.completion) == (t.prompt_ids, t.completion_ids, t.completion)
+        assert c.prompt == conversation and c.text == transcript
+        assert t.prompt == t.text == transcript
+    mixed = sample(model, tok, [conversations[0], transcripts[1]], max_new_tokens=16, seed=5, batch_size=1)
+    assert [s.prompt for s in mixed] == [conversations[0], transcripts[1]]
+    assert len({tuple(s.completion_ids) for s in as_text}) > 1
+
+
+def with_extra_stop_id(tok, cls, extra, bias=8.0):
+    """A tiny random Llama whose generation_config ends a turn at `extra` as well as at EOS, and whose
+    output bias makes `extra` likely (0.06-0.74, 0.44 on average, at the steps of a world prompt)."""
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, tie_word_embeddings=False, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id)
+    model = spiced(cls(config))
+    head = torch.nn.Linear(config.hidden_size, config.vocab_size, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(model.lm_head.weight)
+        head.bias.zero_()
+        head.bias[extra] = bias
+    model.lm_head = head
+    model.generation_config.eos_token_id = [tok.eos_token_id, extra]
+    return model.eval()
+
+
+@pytest.mark.parametrize("cls", [LlamaForCausalLM, NoPositionIds])  # the fast path, and generate's
+def test_sampling_stops_at_every_stop_id_of_the_generation_config(tok, cls):
+    extra = tok.convert_tokens_to_ids("Ġfilm")
+    assert extra not in (tok.eos_token_id, tok.pad_token_id, None)
+    model = with_extra_stop_id(tok, cls, extra)
+    assert stop_ids(model, tok) == [tok.eos_token_id, extra]
+    forwards = []
+    model.register_forward_pre_hook(lambda module, args: forwards.append(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # NoPositionIds falls back to generate, with a warning
+        samples = sample(model, tok, PROMPTS * 4, max_new_tokens=24, seed=0)
+    stops = {tok.eos_token_id, extra}
+    for s in samples:
+        assert not stops & set(s.completion_ids[:-1])  # nothing kept after the first stop id
+        assert s.completion_ids[-1] in stops
+    ended = [s.completion_ids[-1] for s in samples]
+    assert ended.count(extra) > len(samples) // 2
+    # decoding itself stopped once every row had drawn a stop id: one forward per token of the longest
+    assert len(forwards) == max(len(s.completion_ids) for s in samples) < 24
+    # the check has teeth: with EOS alone, the same model and seed sample `extra` and go on
+    model.generation_config.eos_token_id = tok.eos_token_id
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        eos_only = sample(model, tok, PROMPTS * 4, max_new_tokens=24, seed=0)
+    assert any(extra in s.completion_ids[:-1] for s in eos_only)
+
+
+# ----------------------------------------------------------------------------- completion_logprobs
+
+def full_log_softmax_reference(model, prompt_ids, completion_ids, pad):
+    """The straightforward computation (alignlab's before it computed logits at completion positions
+    only): one right-padded batch, log_softmax over the whole (batch, length, vocab) in float32."""
+    rows = [p + c for p, c in zip(prompt_ids, completion_ids)]
+    width = max(map(len, rows))
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+    token_logprobs = logprobs[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1)
+    return [token_logprobs[i, len(p) - 1:len(p) - 1 + len(c)].tolist()
+            for i, (p, c) in enumerate(zip(prompt_ids, completion_ids))]
+
+
+def gemma2(tok):  # soft-caps its logits after the output layer: the head alone would give other values
+    return spiced(Gemma2ForCausalLM(Gemma2Config(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, final_logit_softcapping=2.0, pad_token_id=tok.pad_token_id)))
+
+
+def ragged_pairs(tok, n=9, seed=0):
+    """Prompts and completions of different lengths (one completion empty), as token ids."""
+    import random
+
+    rng = random.Random(seed)
+    prompts = [tok(p, add_special_tokens=False)["input_ids"][:rng.randint(1, 20)] for p in (PROMPTS * 2)[:n]]
+    completions = [[rng.randrange(len(tok)) for _ in range(rng.randint(1, 12))] for _ in range(n)]
+    completions[3] = []
+    return prompts, completions
+
+
+@pytest.mark.parametrize("make", [llama, gpt2, gemma2])
+@pytest.mark.parametrize("keep", ["positions", "tail", None])
+def test_completion_logprobs_equal_a_full_log_softmax(tok, make, keep, monkeypatch):
+    model = make(tok)
+    assert sampling._logit_positions(model) == "positions"  # transformers' causal LMs take per-row positions
+    monkeypatch.setattr(sampling, "_logit_positions", lambda model: keep)  # and every other way too
+    prompts, completions = ragged_pairs(tok)
+    reference = full_log_softmax_reference(model, prompts, completions, tok.pad_token_id)
+    for kwargs in ({}, {"batch_size": 4, "max_logits": 5 * len(tok)}):  # one forward, or rows and slices in chunks
+        per_token = sampling.completion_logprobs(model, tok, prompts, completions, per_token=True, **kwargs)
+        sums = sampling.completion_logprobs(model, tok, prompts, completions, **kwargs)
+        assert [len(v) for v in per_token] == list(map(len, completions))
+        assert max(abs(a - b) for ours, ref in zip(per_token, reference) for a, b in zip(ours, ref)) < 1e-5
+        assert max(abs(a - sum(ref)) for a, ref in zip(sums, reference)) < 1e-4
+        assert sums[3] == 0.0 and per_token[3] == []
+
+
+def test_completion_logprobs_compute_logits_at_completion_positions_only(tok):
+    """The output layer sees rows x longest completion positions, not rows x full length."""
+    model = llama(tok)
+    prompts, completions = ragged_pairs(tok)
+    seen = []
+    model.lm_head.register_forward_hook(lambda module, args, out: seen.append(tuple(out.shape)))
+    sampling.completion_logprobs(model, tok, prompts, completions, batch_size=4)
+    scored = [c for c in completions if c]
+    assert seen == [(len(group), max(map(len, group)), len(tok)) for group in (scored[:4], scored[4:])]
+    seen.clear()  # with a cap on logits per forward, fewer rows at a time
+    sampling.completion_logprobs(model, tok, prompts, completions, max_logits=12 * len(tok))
+    assert all(rows * positions <= 12 for rows, positions, _ in seen) and sum(r for r, _, _ in seen) == len(scored)
+
+
+def test_completion_logprobs_reject_an_empty_prompt(tok):
+    with pytest.raises(ValueError, match="prompt 1 is empty"):
+        sampling.completion_logprobs(llama(tok), tok, [[1], [], []], [[2], [3], []])
+    assert sampling.completion_logprobs(llama(tok), tok, [[]], [[]]) == [0.0]  # nothing to score
+
+
+# ----------------------------------------------------------------------------- device
+
+class Stop(Exception):
+    pass
+
+
+class DeviceRecorder(torch.overrides.TorchFunctionMode):
+    """Records the device of every tensor a torch function returns, and stops at the first transfer
+    to the host (.tolist(), .item(), bool()): what was built up to there must be on the model's device."""
+
+    def __init__(self):
+        super().__init__()
+        self.devices = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in (torch.Tensor.tolist, torch.Tensor.item, torch.Tensor.__bool__):
+            raise Stop
+        out = func(*args, **(kwargs or {}))
+        if isinstance(out, torch.Tensor):
+            self.devices.append((getattr(func, "__name__", repr(func)), out.device.type))
+        return out
+
+
+class ElsewhereModel(torch.nn.Module):
+    """Stands for a model on an accelerator (there is none here): it reports the meta device and returns
+    logits there, of the shape a causal LM would. A tensor built on the CPU for it shows."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.config, self.generation_config = inner, inner.config, inner.generation_config
+        self.inputs = []
+
+    @property
+    def device(self):
+        return torch.device("meta")
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, use_cache=None,
+                logits_to_keep=0):
+        given = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                     logits_to_keep=logits_to_keep)
+        self.inputs.append({k: v.device.type for k, v in given.items() if isinstance(v, torch.Tensor)})
+        batch, width = input_ids.shape
+        kept = (logits_to_keep.shape[-1] if isinstance(logits_to_keep, torch.Tensor)
+                else logits_to_keep or width)
+        return SimpleNamespace(logits=torch.zeros(batch, kept, self.config.vocab_size, device=self.device))
+
+
+@pytest.mark.parametrize("keep", ["positions", "tail", None])
+def test_completion_logprobs_build_everything_on_the_model_device(tok, keep, monkeypatch):
+    model = ElsewhereModel(llama(tok))
+    monkeypatch.setattr(sampling, "_logit_positions", lambda model: keep)
+    recorder = DeviceRecorder()
+    with pytest.raises(Stop), recorder:
+        sampling.completion_logprobs(model, tok, *ragged_pairs(tok), max_logits=10 * len(tok))
+    assert model.inputs and all(set(i.values()) == {"meta"} for i in model.inputs)
+    assert recorder.devices and {device for _, device in recorder.devices} == {"meta"}, recorder.devices
+
+
+def test_sample_builds_everything_on_the_model_device(tok):
+    model = ElsewhereModel(llama(tok))
+    recorder = DeviceRecorder()
+    with pytest.raises(Stop), recorder:
+        sample(model, tok, PROMPTS, max_new_tokens=4)
+    assert model.inputs and all(set(i.values()) == {"meta"} for i in model.inputs)
+    assert recorder.devices and {device for _, device in recorder.devices} == {"meta"}, recorder.devices

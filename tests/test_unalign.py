@@ -14,6 +14,7 @@ import torch
 from alignlab.analysis.weights import (analyze, plot_cosine_per_layer, plot_spectra, spectrum_stats, update_cosine,
                                        weight_deltas)
 from alignlab.config import UnalignConfig, load_config
+from alignlab.errors import InputError
 from alignlab.models import count_parameters, load_model
 from alignlab.runs import is_finished, read_status
 from alignlab.stages import unalign
@@ -91,6 +92,18 @@ def test_gpt_oss_recipe_on_a_tiny_gpt_oss(tiny_gpt_oss, tmp_path):
     assert set(before) == set(after)
     changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
     assert changed == sorted(expected)
+
+
+def test_by_default_a_moe_gets_the_recipes_targets(tiny_gpt_oss):
+    """Named by no one, the targets are found: GptOss's fused expert stacks, as the recipe names them, and
+    neither the router nor attention."""
+    model = load_model(str(tiny_gpt_oss))
+    recipe = load_config(UnalignConfig, RECIPE, {"model": str(tiny_gpt_oss)})
+    default = UnalignConfig(out="x", model=str(tiny_gpt_oss), layers=recipe.layers, rank=recipe.rank)
+    assert default.target_modules is None and default.target_parameters == []
+    assert unalign.resolve_targets(model, default) == unalign.resolve_targets(model, recipe)
+    with pytest.raises(InputError, match="^dropout: PEFT cannot apply dropout to fused weights"):
+        unalign.resolve_targets(model, default.model_copy(update={"dropout": 0.1}))
 
 
 def test_unalign_micro_sft_on_layer_zero(micro_base, micro_sft, tmp_path):

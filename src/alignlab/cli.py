@@ -29,7 +29,10 @@ def _run_stage(config_cls, stage_run, config: Optional[Path], sets: list[str], *
     from .config import load_config, parse_overrides
 
     overrides = parse_overrides(sets)
-    overrides.update({k: (str(v) if isinstance(v, Path) else v) for k, v in shortcuts.items() if v not in (None, False)})
+    # None: the option was not given; False: a flag (--resume) was not passed, and must not switch
+    # off what the YAML says. Test identity, not `in (None, False)`: 0 == False, so `--seed 0` counts.
+    given = {k: v for k, v in shortcuts.items() if v is not None and v is not False}
+    overrides.update({k: (str(v) if isinstance(v, Path) else v) for k, v in given.items()})
     cfg = load_config(config_cls, config, overrides)
     path = stage_run(cfg)
     typer.echo(f"finished: {path}")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import InputError
 
@@ -20,6 +20,10 @@ class StageConfig(BaseModel):
     out: str = Field(description="run folder to write")
     seed: int = 0
     world_seed: int = Field(0, description="seed of the synthetic world (entities, splits, canaries)")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                        description="auto | cpu | cuda | cuda:N; auto: this process's GPU if any, else CPU")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="compute dtype; auto: bfloat16 on a GPU that has it, else float32")
 
 
 class TrainConfig(StageConfig):
@@ -35,7 +39,38 @@ class TrainConfig(StageConfig):
     max_grad_norm: float = Field(1.0, gt=0)
     save_steps: int = Field(100, ge=1)
     logging_steps: int = Field(10, ge=1)
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: "
+                                                           "less memory, ~30% more time")
+    trainer: dict = Field({}, description="any other TrainingArguments / TRL config field, passed through as is "
+                                          "(e.g. report_to: tensorboard); checked against the installed class")
     trust_remote_code: bool = False
+
+
+class LoraSettings(BaseModel):
+    """Train a LoRA adapter (PEFT) instead of every weight: what one GPU needs to fit a real model. The
+    reference of DPO and PPO is then the model with the adapter switched off, as TRL does, so no second
+    copy is held."""
+
+    model_config = ConfigDict(extra="forbid")
+    rank: int = Field(16, ge=1)
+    alpha: float = Field(32, gt=0, description="the update is scaled by alpha / rank")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="module-name suffixes, or every Linear/Conv1D layer but the output head")
+    merge: bool = Field(True, description="merge the adapter into the weights on save (a standalone model); "
+                                          "false: save the adapter alone")
+    quantize: Literal["none", "4bit"] = Field("none", description="4bit: QLoRA, the frozen base in NF4 "
+                                                                  "(bitsandbytes, CUDA only)")
+
+    @model_validator(mode="after")
+    def _a_4bit_base_is_not_merged(self):
+        if self.quantize == "4bit" and self.merge:
+            raise ValueError("a 4-bit base cannot be merged without loss; set lora.merge: false (the adapter is "
+                             "saved) and merge it into a bf16 copy of the base afterwards")
+        return self
+
+
+LoraOption = Field(None, description="LoRA settings (e.g. --set lora.rank=16); none: full fine-tuning")
 
 
 class TokenizerConfig(StageConfig):
@@ -63,6 +98,7 @@ class PretrainConfig(TrainConfig):
 
 class SFTConfig(TrainConfig):
     model: str
+    lora: LoraSettings | None = LoraOption
     data: str = Field("world", description="'world' or a prompt/completion or messages file / hub name")
     world_examples: int = Field(2000, ge=1)
     positive_share: float = Field(0.6, ge=0, le=1, description="world: share of positive review demos")
@@ -74,6 +110,7 @@ class SFTConfig(TrainConfig):
 
 class DPOConfig(TrainConfig):
     model: str
+    lora: LoraSettings | None = LoraOption
     reference: str | None = Field(None, description="reference model; default: the starting model")
     data: str = Field("auto", description="'auto' (sample and rank with the judge) or a prompt/chosen/rejected file")
     judge: str = Field("world", description="scorer spec that ranks auto pairs (see scoring.make_scorer)")
@@ -179,6 +216,7 @@ class MonitorConfig(BaseModel):
 
 class RewardConfig(TrainConfig):
     model: str = Field(description="causal LM to put a sequence-classification head on")
+    lora: LoraSettings | None = LoraOption
     data: str = Field("auto", description="'auto' (policy samples labelled by `judge`), a pair file, "
                                           "or a ranking file (prompt + responses best-first)")
     policy: str | None = Field(None, description="for data=auto: model to sample from (default: `model`)")
@@ -212,6 +250,7 @@ class RLConfig(TrainConfig):
     """What every online RL stage shares: a scorer as reward, prompts to sample on, monitors."""
 
     model: str = Field(description="the starting policy (usually an SFT model)")
+    lora: LoraSettings | None = LoraOption
     reward: str = "world"
     prompts: str = "world"
     n_prompts: int = Field(512, ge=1)
@@ -241,6 +280,25 @@ class PPOConfig(RLConfig):
     vf_coef: float = Field(0.1, ge=0)
     ptx_coef: float = Field(0.0, ge=0, description="gamma of PPO-ptx: weight of the pretraining LM loss")
     ptx_data: str = Field("world", description="pretraining text for PPO-ptx: 'world' or a text file")
+    # three of InstructGPT's / "The N+ Implementation Details of RLHF with PPO" options, off by default
+    critic: str = Field("shared", description="'shared': a value head on the policy's last hidden state; 'reward': "
+                                              "a separate critic initialised from the reward model (InstructGPT); "
+                                              "or another reward-model folder to initialise it from")
+    missing_eos_penalty: float | None = Field(None, ge=0, description="subtracted from the score of a completion "
+                                                                      "cut off before it ended its turn")
+    whiten_rewards: bool = Field(False, description="scale the per-token rewards to unit variance before GAE")
+
+    @model_validator(mode="after")
+    def _no_trainer_batch_fields(self):
+        # PPO's batches are rollout_batch (prompts per iteration) and mini_batch (rows per update);
+        # accepting the Trainer stages' batch_size / grad_accum and ignoring them would mislead
+        for name in ("batch_size", "grad_accum"):
+            if name in self.model_fields_set:
+                raise ValueError(f"{name} is not a PPO setting; use rollout_batch and mini_batch")
+        if self.critic == "reward" and (self.reward in ("world", "vader") or ":" in self.reward or "+" in self.reward):
+            raise ValueError(f"critic 'reward' needs a reward-model folder as the reward, not {self.reward!r}; "
+                             "name a reward-model folder as the critic instead")
+        return self
 
 
 class GRPOConfig(RLConfig):
@@ -268,6 +326,7 @@ class BestOfNConfig(StageConfig):
 
 class RejectionSamplingConfig(TrainConfig):
     model: str
+    lora: LoraSettings | None = LoraOption
     reward: str = "world"
     prompts: str = "world"
     n_prompts: int = Field(256, ge=1)
@@ -282,7 +341,8 @@ class RejectionSamplingConfig(TrainConfig):
 
 class UnalignConfig(TrainConfig):
     """Reverse alignment: LoRA trained with the plain causal-LM loss on pretraining-style text, then merged
-    (as gpt-oss-20b was turned into gpt-oss-20b-base). Targets are name suffixes matched inside `layers`."""
+    (as gpt-oss-20b was turned into gpt-oss-20b-base). By default the targets are the MLP weights of `layers`,
+    found in any architecture; or name suffixes matched inside `layers`."""
 
     model: str = Field(description="the aligned model to turn back toward a base model")
     data: str = Field("world", description="pretraining-style text: 'world' (reviews and encyclopedia entries; "
@@ -293,8 +353,9 @@ class UnalignConfig(TrainConfig):
     rank: int = Field(16, ge=1, description="LoRA rank r (per expert for fused expert weights)")
     alpha: float = Field(32, gt=0, description="LoRA alpha; the update is scaled by alpha / rank")
     dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout (must be 0 with target_parameters)")
-    target_modules: list[str] = Field(["gate_proj", "up_proj", "down_proj"],
-                                      description="suffixes of module names (Linear layers), e.g. Llama's MLP")
+    target_modules: list[str] | None = Field(
+        None, description="suffixes of module names (Linear layers), e.g. [gate_proj, up_proj, down_proj]; none "
+                          "(and no target_parameters): every Linear or Conv1D layer of the MLP and a MoE's fused experts")
     target_parameters: list[str] = Field([], description="suffixes of parameter names for fused weights, "
                                                          "e.g. MoE experts: mlp.experts.gate_up_proj")
     layers: list[int] | None = Field(None, description="decoder layer indices to adapt; none: every layer")

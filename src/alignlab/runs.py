@@ -77,6 +77,10 @@ class Run:
         return run
 
     def _check_and_claim(self, config: dict, resume: bool) -> None:
+        # the nearest part of the path that exists must be a folder (a file there: one line, not a traceback)
+        existing = next((p for p in [self.path, *self.path.parents] if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise InputError(f"out: {existing} is a file, not a folder; choose another --out")
         status = read_status(self.path)
         if status and status.get("status") == "finished":
             raise InputError(f"out: {self.path} is already a finished run; choose another --out or remove it")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .errors import InputError
+from .models import load_pretrained
 from .world import World
 from .world.judges import WorldJudge
 
@@ -43,11 +44,10 @@ class RewardModelScorer:
     else the training run's own (its config.yaml), else the model's position limit."""
 
     def __init__(self, path: str, batch_size: int = 64, trust_remote_code: bool = False,
-                 max_length: int | None = None):
-        import torch
+                 max_length: int | None = None, device="auto", dtype="auto"):
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
-        from .models import load_tokenizer, locate
+        from .models import load_tokenizer, locate, resolve_device, resolve_dtype
 
         self.name = f"rm:{path}"
         self.tokenizer = load_tokenizer(path, trust_remote_code)
@@ -57,10 +57,11 @@ class RewardModelScorer:
             if not any(a.endswith("ForSequenceClassification") for a in config.architectures or []) \
                     or config.num_labels not in (1, 2):
                 raise ValueError("not a reward model (one logit) or a two-label classifier")
-            self.model = AutoModelForSequenceClassification.from_pretrained(
-                where, dtype=torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code)
         except (OSError, ValueError) as e:
             raise InputError(f"reward: cannot load reward model {path!r}: {str(e).splitlines()[0]}") from None
+        device = resolve_device(device)
+        self.model = load_pretrained(AutoModelForSequenceClassification, path, "reward", trust_remote_code,
+                           resolve_dtype(dtype, device), device)
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.model.eval()
         self.batch_size = batch_size
@@ -70,16 +71,18 @@ class RewardModelScorer:
     def score(self, prompts: list[str], completions: list[str]) -> list[float]:
         import torch
 
-        eos, eos_id = self.tokenizer.eos_token, self.tokenizer.eos_token_id
-        texts = [p + c.removesuffix(eos) for p, c in zip(prompts, completions, strict=True)]
-        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-        rows = [{"input_ids": cut_with_eos(row, self.max_length, eos_id)} for row in ids]
+        from .prompts import encode, render_exchange
+
+        # the exchange in this model's own chat format (a conversation through its template)
+        texts = [render_exchange(self.tokenizer, p, c) for p, c in zip(prompts, completions, strict=True)]
+        rows = [{"input_ids": cut_with_eos(row, self.max_length, self.tokenizer.eos_token_id)}
+                for row in encode(self.tokenizer, texts)]
         self.tokenizer.padding_side = "right"  # the head reads the last non-pad token
         out = []
         with torch.no_grad():
             for start in range(0, len(rows), self.batch_size):
                 batch = self.tokenizer.pad(rows[start:start + self.batch_size], return_tensors="pt")
-                logits = self.model(**batch).logits
+                logits = self.model(**batch.to(self.model.device)).logits.float()
                 out += (logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]).tolist()
         return out
 
@@ -131,20 +134,26 @@ class LLMJudgeScorer:
 
     TEMPLATE = "{prompt} {completion}\nQuestion: Is the assistant's answer good?\nAnswer:"
 
-    def __init__(self, model: str, trust_remote_code: bool = False, batch_size: int = 32):
+    def __init__(self, model: str, trust_remote_code: bool = False, batch_size: int = 32, device="auto",
+                 dtype="auto"):
         from .models import load_model, load_tokenizer
 
         self.name = f"llm-judge:{model}"
         self.tokenizer = load_tokenizer(model, trust_remote_code)
-        self.model = load_model(model, trust_remote_code)
+        self.model = load_model(model, trust_remote_code, device, dtype)
         self.batch_size = batch_size
         self.yes, self.no = (self.tokenizer(w, add_special_tokens=False)["input_ids"] for w in (" Yes", " No"))
 
     def score(self, prompts: list[str], completions: list[str]) -> list[float]:
         from .sampling import completion_logprobs
 
-        contexts = [self.tokenizer(self.TEMPLATE.format(prompt=p, completion=c.strip()), add_special_tokens=False)[
-            "input_ids"] for p, c in zip(prompts, completions, strict=True)]
+        from .prompts import encode, transcript
+
+        # the exchange as a plain transcript inside the question (the judge's own chat template would
+        # nest one conversation inside another)
+        texts = [self.TEMPLATE.format(prompt=transcript(p) if isinstance(p, list) else p, completion=c.strip())
+                 for p, c in zip(prompts, completions, strict=True)]
+        contexts = encode(self.tokenizer, texts)
         yes = completion_logprobs(self.model, self.tokenizer, contexts, [self.yes] * len(contexts), self.batch_size)
         no = completion_logprobs(self.model, self.tokenizer, contexts, [self.no] * len(contexts), self.batch_size)
         return [a - b for a, b in zip(yes, no)]
@@ -155,7 +164,13 @@ class LLMJudgeScorer:
         return 0 if score_a >= score_b else 1
 
 
-def make_scorer(spec: str, world_seed: int = 0, trust_remote_code: bool = False) -> Scorer:
+def stage_scorer(spec: str, cfg) -> Scorer:
+    """The scorer `spec` names, on a stage config's device and dtype, with its world seed."""
+    return make_scorer(spec, cfg.world_seed, getattr(cfg, "trust_remote_code", False), cfg.device, cfg.dtype)
+
+
+def make_scorer(spec: str, world_seed: int = 0, trust_remote_code: bool = False, device="auto",
+                dtype="auto") -> Scorer:
     """A scorer from its spec:
     "world" | "vader" | "llm-judge:MODEL" | a reward-model folder or run folder |
     an ensemble "A+B+..." of those, optionally prefixed "mean:", "min:" or "uncertainty:LAMBDA:"."""
@@ -170,19 +185,22 @@ def make_scorer(spec: str, world_seed: int = 0, trust_remote_code: bool = False)
                     lam = float(lam_text)
                 except ValueError:
                     raise InputError(f"reward: {spec!r}: expected uncertainty:LAMBDA:A+B") from None
-            members = [make_scorer(part, world_seed, trust_remote_code) for part in rest.split("+")]
+            members = [make_scorer(part, world_seed, trust_remote_code, device, dtype) for part in rest.split("+")]
             return EnsembleScorer(members, rule.rstrip(":"), lam)
     if "+" in spec:
-        return make_scorer("mean:" + spec, world_seed, trust_remote_code)
+        return make_scorer("mean:" + spec, world_seed, trust_remote_code, device, dtype)
     if spec == "world":
         return WorldJudge(World(world_seed))
     if spec == "vader":
         return VaderScorer()
     if spec.startswith("llm-judge:"):
-        return LLMJudgeScorer(spec[len("llm-judge:"):], trust_remote_code)
+        return LLMJudgeScorer(spec[len("llm-judge:"):], trust_remote_code, device=device, dtype=dtype)
     if not spec:
         raise InputError("reward: empty scorer spec")
-    return RewardModelScorer(spec, trust_remote_code=trust_remote_code)
+    if ":" in spec and not Path(spec).expanduser().exists():  # "foo:bar" is a mistyped spec, not a model name
+        raise InputError(f"reward: unknown scorer spec {spec!r}; expected world, vader, llm-judge:MODEL, a reward "
+                         "model folder, or A+B / mean:A+B / min:A+B / uncertainty:LAMBDA:A+B")
+    return RewardModelScorer(spec, trust_remote_code=trust_remote_code, device=device, dtype=dtype)
 
 
 def checked_scores(scorer: Scorer, prompts: list[str], completions: list[str]) -> list[float]:

@@ -66,24 +66,50 @@ def last_complete_checkpoint(folder: Path, marker: str = "trainer_state.json") -
     return None
 
 
-def common_args(cfg, run: Run) -> dict:
+def common_args(cfg) -> dict:
     """TrainingArguments fields every stage shares (also valid for TRL's config classes).
 
-    fp32 always (TRL defaults to bf16, which this CPU emulates 10-25x slower). use_cpu on a
-    machine without CUDA is what makes several CPU processes train as one DDP group under
-    `accelerate launch` / torchrun; without it each process would train alone."""
+    Built before any model is loaded, so that a DeepSpeed ZeRO-3 config (under `accelerate launch`)
+    is live when from_pretrained runs and shards the weights at load time. The model trains with
+    fp32 master weights; on a GPU with dtype bfloat16/float16 the Trainer runs it under autocast.
+    On the CPU always fp32 (this one emulates bf16 10-25x slower). use_cpu on a machine without
+    CUDA is what makes several CPU processes train as one DDP group under `accelerate launch` /
+    torchrun; without it each process would train alone."""
     import torch
 
+    from .models import compute_of
+    device, dtype = compute_of(cfg)
+    on_gpu = device.type == "cuda"
+    if dtype == torch.float16 and not on_gpu:
+        raise InputError("dtype: float16 training needs a CUDA device; use float32 or bfloat16 on the CPU")
     return dict(
-        use_cpu=not torch.cuda.is_available(),
-        output_dir=str(run.checkpoints_dir), seed=cfg.seed, data_seed=cfg.seed,
+        use_cpu=not on_gpu,
+        output_dir=str(Run(cfg.out).checkpoints_dir), seed=cfg.seed, data_seed=cfg.seed,
         learning_rate=cfg.lr, per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, max_steps=cfg.max_steps,
         warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
         save_strategy="steps", save_steps=cfg.save_steps, logging_steps=cfg.logging_steps,
-        logging_nan_inf_filter=False, report_to="none", bf16=False, fp16=False,
+        logging_nan_inf_filter=False, report_to="none",
+        bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
+        activation_checkpointing=cfg.gradient_checkpointing,
         dataloader_num_workers=0, disable_tqdm=False, ddp_find_unused_parameters=False,
     )
+
+
+def trainer_arguments(cls, cfg, **stage_fields):
+    """The stage's TrainingArguments (or TRL config class `cls`): the shared fields, the stage's own, and
+    on top the user's `trainer:` mapping, so any field of the installed class is one YAML line away
+    (`trainer: {report_to: tensorboard, lr_scheduler_type: linear}`). Unknown names are refused."""
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(cfg.trainer) - known)
+    if unknown:
+        raise InputError(f"trainer.{unknown[0]}: not a field of {cls.__module__.split('.')[0]}'s {cls.__name__}")
+    try:
+        return cls(**{**common_args(cfg), **stage_fields, **cfg.trainer})
+    except (ValueError, TypeError, ImportError) as e:
+        raise InputError(f"trainer: {cls.__name__} refused these settings: {str(e).strip().splitlines()[0]}") from None
 
 
 def train(trainer, run: Run, resume: bool) -> dict:
@@ -104,11 +130,50 @@ def train(trainer, run: Run, resume: bool) -> dict:
             "resumed_from": str(checkpoint) if checkpoint else None}
 
 
-def save_final(trainer, tokenizer, run: Run) -> None:
-    """Save the model and tokenizer to run/model (safetensors), on the main process.
+def load_trainable(cfg, spec: str | None = None):
+    """The causal LM a stage trains: fp32 on the CPU, for the Trainer to place (fp32 master weights); with
+    QLoRA (`lora.quantize: 4bit`) the frozen base in NF4 on this process's GPU, computing in the stage's dtype."""
+    from .models import load_model
+
+    spec = spec or cfg.model
+    if getattr(cfg, "lora", None) is None or cfg.lora.quantize == "none":
+        return load_model(spec, cfg.trust_remote_code)
+    from peft import prepare_model_for_kbit_training
+
+    model = load_model(spec, cfg.trust_remote_code, dtype=cfg.dtype, quantize=cfg.lora.quantize)
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+
+
+def lora_config(cfg, task_type: str = "CAUSAL_LM"):
+    """PEFT's LoraConfig for a stage config's `lora` settings; None when the stage trains every weight."""
+    if getattr(cfg, "lora", None) is None:
+        return None
+    from peft import LoraConfig
+
+    lora = cfg.lora
+    return LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, task_type=task_type,
+                      target_modules=lora.target_modules)
+
+
+def merged(model, cfg):
+    """The model to save: a LoRA-trained model with its adapter merged (a standalone model, as every
+    stage after it expects), unless the config keeps the adapter apart (`lora.merge: false`)."""
+    from peft import PeftModel
+
+    lora = getattr(cfg, "lora", None)
+    if isinstance(model, PeftModel) and (lora is None or lora.merge):
+        return model.merge_and_unload()
+    return model
+
+
+def save_final(trainer, tokenizer, run: Run, cfg=None) -> None:
+    """Save the model and tokenizer to run/model (safetensors), on the main process; a LoRA adapter
+    merged into it first unless `cfg.lora.merge` is false (then the adapter is saved alone).
 
     The Trainer also pickles its arguments there (training_args.bin); a model folder should hold
     nothing pickled, and the run's config.yaml already records every setting, so it goes."""
+    if cfg is not None:
+        trainer.model = merged(trainer.model, cfg)
     trainer.save_model(str(run.model_dir))
     if run.main:
         tokenizer.save_pretrained(str(run.model_dir))

@@ -87,9 +87,10 @@ class Perturbation:
         from ..training import save_final, train
 
         rows, kind = sft.sft_rows(cfg)
+        args = sft.training_args(cfg, kind)
         tokenizer, model = load_tokenizer(cfg.model), load_model(cfg.model)
         run = Run.start(cfg.out, cfg.model_dump(), cfg.resume)
-        trainer = sft.build_trainer(cfg, rows, kind, model, tokenizer, run)
+        trainer = sft.build_trainer(cfg, args, rows, model, tokenizer, run)
         trainer.args.lr_scheduler_type = "constant"  # read when the Trainer makes its scheduler, in train()
         setting, every = self.setting, self.every
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from statistics import mean, stdev
 
 from ..config import DPOConfig, PPOConfig, SFTConfig
 from ..errors import InputError
@@ -30,9 +29,8 @@ from ..runs import read_jsonl
 from ..sampling import sample
 from ..scoring import checked_scores, make_scorer
 from ..stages.best_of_n import kl_analytic, picks
-from ..world import World
 from . import demo
-from .overoptimization import lifecycle, measure, review_prompts_file
+from .overoptimization import WORLD_SEED, lifecycle, mean_and_se, measure, review_prompt_sets
 
 SCALES = {
     "default": dict(betas=[0.05, 0.1, 0.5], kl_coefs=[0.01, 0.05, 0.2], n_max=64, eval_prompts=48,
@@ -58,7 +56,7 @@ def best_of_n_points(policy: str, tokenizer, scorers: dict, prompts: list[str], 
         point = {"n": n, "kl": kl_analytic(n)}
         for name, values in scores.items():
             picked = [values[j] for j in chosen]
-            point[name], point[f"{name}_se"] = mean(picked), stdev(picked) / math.sqrt(len(picked))
+            point[name], point[f"{name}_se"] = mean_and_se(picked)
         points.append(point)
         n *= 2
     return points
@@ -133,10 +131,9 @@ def run(out: Path, seed: int = 0, micro: bool = False, data: str = "world", imdb
     if data in ("world", "both"):
         scale = SCALES["micro" if micro else "default"]
         policy = str(lifecycle(out, seed, micro)[1])
-        world = World(seed)
-        settings["world"] = frontier(out / "world", policy, "world", {"reward": make_scorer("world", seed)},
-                                     review_prompts_file(out, world, "train", scale["n_prompts"], seed),
-                                     world.prompts("review", "eval", scale["eval_prompts"], seed), scale, seed)
+        prompts_file, eval_prompts = review_prompt_sets(out, scale["n_prompts"], scale["eval_prompts"], seed)
+        settings["world"] = frontier(out / "world", policy, "world", {"reward": make_scorer("world", WORLD_SEED)},
+                                     prompts_file, eval_prompts, scale, seed)
     if data in ("imdb", "both"):
         scale = SCALES["micro" if micro else "imdb"]
         setup = imdb_data.prepare(out, imdb, seed, micro, n_prompts=scale["n_prompts"],

@@ -19,13 +19,18 @@ import math
 from pathlib import Path
 from statistics import mean, stdev
 
-from ..config import PPOConfig, RewardConfig
-from ..sampling import sample
+from ..config import PPOConfig, RewardConfig, StageConfig
+from ..sampling import completion_logprobs, sample
 from ..scoring import checked_scores, make_scorer
 from ..stages.best_of_n import kl_analytic, kl_empirical, picks
 from ..world import World
 from . import demo
 
+# The world every model here is trained in: the stage configs leave world_seed at its default, so
+# it does not follow --seed. --seed varies the runs (init, data order, sampling); the held-out
+# prompts and the gold judge must come from this same world, or "held-out" items of World(seed)
+# can be training items of the world the models saw.
+WORLD_SEED = StageConfig.model_fields["world_seed"].default
 MICRO_BASE = dict(world_docs=4000, block_size=128, batch_size=16, max_steps=300, warmup_steps=20, save_steps=300)
 SCALES = {  # proxy data amounts (prompts whose 4 samples are paired) and sampling sizes
     "default": dict(proxy_prompts=[64, 256, 1024], eval_prompts=48, n_max=256, ppo_steps=40, ppo_save=8),
@@ -67,24 +72,44 @@ def lifecycle(out: Path, seed: int, micro: bool, base_changes: dict | None = Non
     return Path(cfgs["base"].out), Path(cfgs["sft"].out)
 
 
-def measure(model, reference, tokenizer, scorers: dict, prompts: list[str], seed: int) -> dict:
-    """KL(model || reference) and each scorer's mean and standard error, all from one set of the
-    model's samples."""
-    from ..evals import kl_from_samples
+def mean_and_se(values: list[float]) -> tuple[float, float]:
+    """The mean and its standard error."""
+    return mean(values), stdev(values) / math.sqrt(len(values))
 
+
+def measure(model, reference, tokenizer, scorers: dict, prompts: list[str], seed: int) -> dict:
+    """KL(model || reference) and each scorer's mean, each with its standard error, all from one
+    set of the model's samples. The KL estimate is reported raw: near 0 it can come out negative,
+    and clamping it would bias every small KL upward and hide how noisy it is."""
     samples = sample(model, tokenizer, prompts, 48, 1.0, seed=seed)
     completions = [s.completion for s in samples]
-    result = {"kl": max(0.0, kl_from_samples(model, reference, tokenizer, samples))}
+    ids = [s.prompt_ids for s in samples], [s.completion_ids for s in samples]
+    # per-sample log p_model(y|x) - log p_ref(y|x): their mean is the KL estimate, their spread its error
+    ratios = [a - b for a, b in zip(completion_logprobs(model, tokenizer, *ids),
+                                    completion_logprobs(reference, tokenizer, *ids))]
+    result = dict(zip(("kl", "kl_se"), mean_and_se(ratios)))
     for name, scorer in scorers.items():
-        scores = checked_scores(scorer, prompts, completions)
-        result[name], result[f"{name}_se"] = mean(scores), stdev(scores) / math.sqrt(len(scores))
+        result[name], result[f"{name}_se"] = mean_and_se(checked_scores(scorer, prompts, completions))
     return result
+
+
+def distance(kl: float) -> float:
+    """d = sqrt(KL), the x axis of Gao et al.'s fits; a negative KL estimate is noise around 0."""
+    return math.sqrt(max(kl, 0.0))
 
 
 def review_prompts_file(out: Path, world: World, split: str, n: int, seed: int) -> str:
     path = out / f"prompts-{split}.jsonl"
     path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in world.prompts("review", split, n, seed)))
     return str(path)
+
+
+def review_prompt_sets(out: Path, n_train: int, n_eval: int, seed: int) -> tuple[str, list[str]]:
+    """The training prompts file (reward models, DPO, PPO) and the held-out prompts, from the
+    world the models were trained in; `seed` only draws which prompts."""
+    world = World(WORLD_SEED)
+    return (review_prompts_file(out, world, "train", n_train, seed),
+            world.prompts("review", "eval", n_eval, seed))
 
 
 def best_of_n_curves(policy: str, proxies: dict, gold, prompts: list[str], n_max: int, seed: int) -> dict:
@@ -135,10 +160,8 @@ def run(out: Path, seed: int = 0, micro: bool = False) -> dict:
     out = Path(out)
     scale = SCALES["micro" if micro else "default"]
     base, policy = lifecycle(out, seed, micro)
-    world = World(seed)
-    train_prompts = review_prompts_file(out, world, "train", max(scale["proxy_prompts"]), seed)
-    eval_prompts = world.prompts("review", "eval", scale["eval_prompts"], seed)
-    gold = make_scorer("world", seed)
+    train_prompts, eval_prompts = review_prompt_sets(out, max(scale["proxy_prompts"]), scale["eval_prompts"], seed)
+    gold = make_scorer("world", WORLD_SEED)
 
     proxies, proxy_dirs = {}, {}
     for amount in scale["proxy_prompts"]:
@@ -156,7 +179,7 @@ def run(out: Path, seed: int = 0, micro: bool = False) -> dict:
         rows, points = bon[amount], rl[amount]
         gold0 = rows[0]["gold"]
         d_bon = [math.sqrt(r["kl_analytic"]) for r in rows]
-        d_rl = [math.sqrt(p["kl"]) for p in points]
+        d_rl = [distance(p["kl"]) for p in points]
         summary["bon_kl_analytic"] = {r["n"]: r["kl_analytic"] for r in rows}
         summary["bon_kl_empirical"][amount] = {r["n"]: r["kl_empirical"] for r in rows}
         summary["proxies"][amount] = {
@@ -189,7 +212,7 @@ def write_report(out: Path, summary: dict) -> Path:
     report.heading("Verdicts").verdicts(verdicts)
     # as in Gao et al.: gains over the starting policy, so proxies of different scales compare
     def gains(points, kl_key):
-        return {f"{kind} (proxy {a})": ([math.sqrt(x[kl_key]) for x in pts], [x[kind] - pts[0][kind] for x in pts])
+        return {f"{kind} (proxy {a})": ([distance(x[kl_key]) for x in pts], [x[kind] - pts[0][kind] for x in pts])
                 for a, p in summary["proxies"].items() for pts in [p[points]] for kind in ("gold", "proxy")}
 
     report.figure(plot_curves(gains("bon", "kl_analytic"), "best-of-n: gain over the SFT policy",
@@ -200,5 +223,9 @@ def write_report(out: Path, summary: dict) -> Path:
                                                  **{f"bon_{k}": v for k, v in p["bon_fit"].items()},
                                                  **{f"rl_{k}": v for k, v in p["rl_fit"].items()}}
                                   for a, p in summary["proxies"].items()})
+    report.heading("PPO checkpoints").table([{"proxy": a, **point} for a, p in summary["proxies"].items()
+                                             for point in p["rl"]])
+    report.text("kl: the raw Monte-Carlo estimate of KL(policy || SFT) from the policy's samples, with its "
+                "standard error kl_se; an estimate below 0 is noise around 0 and is plotted at d = 0.")
     return report.write(out / "report.html")
 

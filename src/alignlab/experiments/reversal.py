@@ -23,7 +23,7 @@ from pathlib import Path
 from ..config import EvalConfig, PPOConfig, UnalignConfig
 from ..evals.benchmarks import DEFAULT_PATHS, shared_data_dir
 from . import demo
-from .overoptimization import lifecycle
+from .overoptimization import WORLD_SEED, lifecycle
 
 # The demo's canaries (1, 4, 16 repeats) leave exposure but no verbatim recall in a tiny base; the
 # "can it recite the book again" test needs secrets the base does recite, so some repeat more.
@@ -87,7 +87,7 @@ def nll_by_kind(paths: dict, n_docs: int, seed: int) -> dict:
     from ..world import USER, World
 
     kinds: dict[str, list[str]] = {}
-    for doc in World(0).heldout_text(n_docs, seed):  # the world's three kinds of document
+    for doc in World(WORLD_SEED).heldout_text(n_docs, seed):  # the models' world's three kinds of document
         kind = "review" if doc.startswith("Review of") else "dialogue" if doc.startswith(USER) else "encyclopedia"
         kinds.setdefault(kind, []).append(doc)
     tokenizer = load_tokenizer(str(paths["base"]))

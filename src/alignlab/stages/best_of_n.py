@@ -20,7 +20,7 @@ from ..config import BestOfNConfig
 from ..errors import InputError
 from ..runs import Run
 from ..sampling import sample
-from ..scoring import checked_scores, make_scorer
+from ..scoring import checked_scores, stage_scorer
 from .dpo import preference_prompts
 
 
@@ -58,10 +58,10 @@ def run(cfg: BestOfNConfig) -> Path:
     prompts = preference_prompts(cfg)
     if not prompts:
         raise InputError(f"prompts: {cfg.prompts}: no prompts")
-    proxy = make_scorer(cfg.reward, cfg.world_seed, cfg.trust_remote_code)
-    gold = make_scorer(cfg.gold, cfg.world_seed, cfg.trust_remote_code) if cfg.gold else None
+    proxy = stage_scorer(cfg.reward, cfg)
+    gold = stage_scorer(cfg.gold, cfg) if cfg.gold else None
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
-    model = load_model(cfg.model, cfg.trust_remote_code)
+    model = load_model(cfg.model, cfg.trust_remote_code, cfg.device, cfg.dtype)
     run = Run.start(cfg.out, cfg.model_dump())
 
     n_max = max(cfg.n)

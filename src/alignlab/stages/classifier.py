@@ -81,18 +81,18 @@ def run(cfg: ClassifierConfig) -> Path:
 
     from ..models import load_tokenizer, load_with_head
     from ..scoring import RewardModelScorer
-    from ..training import FiniteLossMixin, common_args, metrics_callback, save_final, train
+    from ..training import FiniteLossMixin, metrics_callback, save_final, train, trainer_arguments
 
     train_examples, eval_examples, labels = labelled_examples(cfg)
     if not train_examples:
         raise InputError(f"{cfg.data}: no training examples left after holding out {cfg.eval_fraction:.0%}")
+    args = trainer_arguments(TrainingArguments, cfg, lr_scheduler_type="cosine")  # before the model: see common_args
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     model = load_with_head(cfg.model, 2, tokenizer, cfg.seed, cfg.trust_remote_code)
     model.config.id2label = {0: str(labels[0]), 1: str(labels[1])}
     model.config.label2id = {str(labels[0]): 0, str(labels[1]): 1}
     run = Run.start(cfg.out, cfg.model_dump(), cfg.resume)
     tokenizer.padding_side = "right"  # the head reads the last non-pad token
-    args = TrainingArguments(**common_args(cfg, run), lr_scheduler_type="cosine")
     trainer = type("Classifier", (FiniteLossMixin, Trainer), {})(
         model=model, args=args, train_dataset=encode(tokenizer, train_examples, cfg.max_length),
         data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,

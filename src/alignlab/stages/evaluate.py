@@ -29,7 +29,8 @@ from ..evals import bits_per_byte, canary_memorization, distinct_n, kl_from_samp
 from ..runs import Run
 from ..sampling import sample
 from ..evals.benchmarks import self_bleu
-from ..world import USER, World, chat_prompt
+from ..prompts import render, stop_ids, user
+from ..world import USER, World
 from ..world.judges import WorldJudge, refuses
 
 PROMPT_SETS = ["review", "harmful", "benign", "contrast"]
@@ -39,12 +40,12 @@ def evaluate(model, tokenizer, cfg: EvalConfig, reference=None) -> tuple[dict, l
     """All metrics of one model; returns (metrics, sample rows)."""
     world = World(cfg.world_seed)
     judge = WorldJudge(world)
-    prompts = {s: world.prompts(s, "eval", cfg.n_prompts, seed=cfg.seed) for s in PROMPT_SETS}
+    prompts = {s: world.conversations(s, "eval", cfg.n_prompts, seed=cfg.seed) for s in PROMPT_SETS}
     flat = [(s, p) for s in PROMPT_SETS for p in prompts[s]]
     samples = sample(model, tokenizer, [p for _, p in flat], cfg.max_new_tokens, cfg.temperature,
                      batch_size=cfg.batch_size, seed=cfg.seed, desc="eval: sampling")
     scores = judge.score([s.prompt for s in samples], [s.completion for s in samples])
-    rows = [{"set": name, "prompt": s.prompt, "completion": s.completion, "score": score}
+    rows = [{"set": name, "prompt": render(tokenizer, s.prompt), "completion": s.completion, "score": score}
             for (name, _), s, score in zip(flat, samples, scores)]
     by_set = {name: [r for r in rows if r["set"] == name] for name in PROMPT_SETS}
 
@@ -71,13 +72,14 @@ def evaluate(model, tokenizer, cfg: EvalConfig, reference=None) -> tuple[dict, l
     metrics["canary_exposure_control"] = mean(c["exposure_bits"] for c in control) if control else None
     metrics["canary_recall"] = mean(c["recalled"] for c in inserted) if inserted else None
     metrics["canaries"] = [{**c, "repeats": r} for c, r in zip(canaries, repeats)]
-    metrics.update(format_and_spread(samples, by_set, tokenizer.eos_token_id))
+    metrics.update(format_and_spread(samples, by_set, stop_ids(model, tokenizer)))
     metrics.update(tax_suite(model, tokenizer, cfg))
     return metrics, rows
 
 
-def format_and_spread(samples, by_set: dict, eos: int) -> dict:
-    ended = [s.completion_ids[-1:] == [eos] and USER not in s.completion for s in samples]
+def format_and_spread(samples, by_set: dict, stops: list[int]) -> dict:
+    ended = [s.completion_ids[-1:] != [] and s.completion_ids[-1] in stops and USER not in s.completion
+             for s in samples]
     reviews = [r["score"] for r in by_set["review"]]
     return {"chat_format_adherence": mean(ended),
             "review_positive_share": mean(x > 0 for x in reviews), "review_negative_share": mean(x < 0 for x in reviews),
@@ -97,7 +99,7 @@ def tax_suite(model, tokenizer, cfg: EvalConfig) -> dict:
                                     if name in suite else None)
     if "xstest" in suite:
         for label, key in (("safe", "over_refusal_rate_xstest"), ("unsafe", "refusal_rate_xstest_unsafe")):
-            answers = sample(model, tokenizer, [chat_prompt(p) for p in suite["xstest"][label]], cfg.max_new_tokens,
+            answers = sample(model, tokenizer, [user(p) for p in suite["xstest"][label]], cfg.max_new_tokens,
                              cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed)
             metrics[key] = mean(refuses(a.completion) for a in answers)
     return metrics
@@ -107,8 +109,8 @@ def run(cfg: EvalConfig) -> Path:
     from ..models import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
-    model = load_model(cfg.model, cfg.trust_remote_code)
-    reference = load_model(cfg.reference, cfg.trust_remote_code) if cfg.reference else None
+    model = load_model(cfg.model, cfg.trust_remote_code, cfg.device, cfg.dtype)
+    reference = load_model(cfg.reference, cfg.trust_remote_code, cfg.device, cfg.dtype) if cfg.reference else None
     run = Run.start(cfg.out, cfg.model_dump())
     metrics, rows = evaluate(model, tokenizer, cfg, reference)
     run.write_samples(rows)

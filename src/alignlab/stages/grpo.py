@@ -20,7 +20,7 @@ from ..config import GRPOConfig
 from ..errors import InputError
 from ..monitors import StopRuleFired, StopRules, step_monitors
 from ..runs import Run
-from ..scoring import checked_scores, make_scorer
+from ..scoring import checked_scores, stage_scorer
 from .dpo import preference_prompts
 
 ALGORITHMS = ("grpo", "rloo")
@@ -47,9 +47,10 @@ class ScorerReward:
         self.scorer = scorer
         self.scored: list[tuple[float, str, int]] = []  # (reward, completion, length in tokens)
 
-    def __call__(self, prompts, completions, completion_ids, trainer_state=None, **kwargs) -> list[float]:
-        try:
-            scores = checked_scores(self.scorer, prompts, completions)
+    def __call__(self, prompts, completions, completion_ids, trainer_state=None, raw_prompt=None,
+                 **kwargs) -> list[float]:
+        try:  # the prompts as the stage gave them (a conversation, say), not TRL's rendered text
+            scores = checked_scores(self.scorer, raw_prompt or prompts, completions)
         except InputError as e:  # say where: the run stops here, mid-training
             step = trainer_state.global_step + 1 if trainer_state else "?"
             raise InputError(f"reward: {e} (training step {step})") from None
@@ -102,15 +103,14 @@ def monitor_callback(reward: ScorerReward, rules: StopRules):
     return Monitors()
 
 
-def trainer_args(cfg: GRPOConfig, algorithm: str, run: Run):
+def trainer_args(cfg: GRPOConfig, algorithm: str):
     """TRL's config: the shared Trainer settings plus the online-RL ones."""
     from trl import GRPOConfig as TRLGRPOConfig
     from trl import RLOOConfig
 
-    from ..training import common_args
+    from ..training import trainer_arguments
 
     fields = dict(
-        common_args(cfg, run),
         # alignlab's batch_size counts prompts, TRL's counts completions; this way every
         # generation batch holds whole groups, which TRL requires
         per_device_train_batch_size=cfg.batch_size * cfg.num_generations,
@@ -119,29 +119,34 @@ def trainer_args(cfg: GRPOConfig, algorithm: str, run: Run):
         # RL curves are read step by step against the monitors; a decaying lr would bend them
         lr_scheduler_type="constant_with_warmup",
         disable_dropout=True,  # dropout would add noise to the policy/reference log-ratio (KL)
-        activation_checkpointing=False,  # TRL turns it on by default; small models gain nothing
     )
-    return TRLGRPOConfig(**fields) if algorithm == "grpo" else RLOOConfig(**fields)
+    return trainer_arguments(TRLGRPOConfig if algorithm == "grpo" else RLOOConfig, cfg, **fields)
 
 
-def build_trainer(cfg: GRPOConfig, algorithm: str, prompts: list[str], model, tokenizer, reward: ScorerReward,
-                  run: Run, callbacks: list):
+def build_trainer(cfg: GRPOConfig, args, prompts: list, model, tokenizer, reward: ScorerReward, callbacks: list):
     import datasets
+    from trl import GRPOConfig as TRLGRPOConfig
+
+    from ..prompts import render
     from trl import GRPOTrainer, RLOOTrainer
 
-    from ..training import FiniteLossMixin
+    from ..training import FiniteLossMixin, lora_config
 
+    algorithm = "grpo" if isinstance(args, TRLGRPOConfig) else "rloo"
     base = GRPOTrainer if algorithm == "grpo" else RLOOTrainer
     return type(algorithm.upper(), (FiniteLossMixin, base), {})(
-        model=model, reward_funcs=reward, args=trainer_args(cfg, algorithm, run),
-        train_dataset=datasets.Dataset.from_dict({"prompt": prompts}),
+        model=model, reward_funcs=reward, args=args, peft_config=lora_config(cfg),
+        # TRL reads `prompt` as the text the policy continues (rendered here, in the one way every
+        # stage renders); the scorer gets the prompt itself, which TRL passes on as a dataset column
+        train_dataset=datasets.Dataset.from_dict({"prompt": [render(tokenizer, p) for p in prompts],
+                                                  "raw_prompt": prompts}),
         processing_class=tokenizer, callbacks=callbacks,
     )
 
 
 def run(cfg: GRPOConfig, algorithm: str | None = None) -> Path:
-    from ..models import load_model, load_tokenizer
-    from ..training import last_complete_checkpoint, metrics_callback, save_final, train
+    from ..models import load_tokenizer
+    from ..training import last_complete_checkpoint, load_trainable, metrics_callback, save_final, train
 
     if algorithm is not None:  # recorded in the config, so resuming with the other algorithm is refused
         if algorithm not in ALGORITHMS:
@@ -151,12 +156,17 @@ def run(cfg: GRPOConfig, algorithm: str | None = None) -> Path:
     if cfg.monitor.max_kl is not None and cfg.beta == 0:
         raise InputError("monitor.max_kl: needs beta > 0 (without a KL term there is no reference to measure KL to)")
     prompts = load_prompts(cfg)
-    reward = ScorerReward(make_scorer(cfg.reward, cfg.world_seed, cfg.trust_remote_code))
+    args = trainer_args(cfg, algorithm)  # before the model: see training.common_args
+    reward = ScorerReward(stage_scorer(cfg.reward, cfg))
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
-    model = load_model(cfg.model, cfg.trust_remote_code)
+    model = load_trainable(cfg)
+    if getattr(model.config, "output_router_logits", False):
+        # an MoE saved by TRL's SFT asks for router logits; TRL 1.16's generate then computes the
+        # load-balancing loss on one-token steps and fails (GptOss). RL here trains without that loss.
+        model.config.output_router_logits = False
     run = Run.start(cfg.out, cfg.model_dump(), cfg.resume)
     monitors = monitor_callback(reward, StopRules(cfg.monitor))
-    trainer = build_trainer(cfg, algorithm, prompts, model, tokenizer, reward, run,
+    trainer = build_trainer(cfg, args, prompts, model, tokenizer, reward,
                             callbacks=[monitors, metrics_callback(run)])  # this order: see Monitors
     result = train(trainer, run, cfg.resume)  # marks the run failed if the scorer breaks mid-run
     if monitors.fired:
@@ -164,6 +174,6 @@ def run(cfg: GRPOConfig, algorithm: str | None = None) -> Path:
         message = f"{monitors.fired}; last good checkpoint: {good if good else 'none (no checkpoint saved yet)'}"
         run.pause(message, **result, algorithm=algorithm)
         raise StopRuleFired(message)
-    save_final(trainer, tokenizer, run)
+    save_final(trainer, tokenizer, run, cfg)
     run.finish(**result, algorithm=algorithm, prompts=len(prompts))
     return run.path

@@ -44,9 +44,14 @@ def run(cfg: PretrainConfig) -> Path:
     from transformers import Trainer, TrainingArguments, default_data_collator
 
     from ..models import TINY_CONFIGS, build_tiny_model, count_parameters, load_model, load_tokenizer, train_tokenizer
-    from ..training import FiniteLossMixin, common_args, metrics_callback, save_final, train
+    from ..training import FiniteLossMixin, metrics_callback, trainer_arguments, save_final, train
 
     texts = corpus_texts(cfg.data, cfg.text_field, cfg.world_seed, cfg.world_docs, cfg.canary_repeats, cfg.seed)
+    args = trainer_arguments(  # before the model: see training.common_args
+        TrainingArguments, cfg, lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr_rate": cfg.min_lr_ratio}, save_total_limit=cfg.save_total_limit,
+        adam_beta1=0.9, adam_beta2=0.95,
+    )
     if cfg.model in TINY_CONFIGS:
         tokenizer = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else train_tokenizer(texts)
         model = build_tiny_model(cfg.model, tokenizer, max_length=max(512, cfg.block_size), seed=cfg.seed)
@@ -55,12 +60,6 @@ def run(cfg: PretrainConfig) -> Path:
         model = load_model(cfg.model, cfg.trust_remote_code)
     dataset = pack(texts, tokenizer, cfg.block_size)
     run = Run.start(cfg.out, cfg.model_dump(), cfg.resume)
-
-    args = TrainingArguments(
-        **common_args(cfg, run), lr_scheduler_type="cosine_with_min_lr",
-        lr_scheduler_kwargs={"min_lr_rate": cfg.min_lr_ratio}, save_total_limit=cfg.save_total_limit,
-        adam_beta1=0.9, adam_beta2=0.95,
-    )
     trainer = type("PretrainTrainer", (FiniteLossMixin, Trainer), {})(
         model=model, args=args, train_dataset=dataset, data_collator=default_data_collator,
         processing_class=tokenizer, callbacks=[metrics_callback(run)],

@@ -14,16 +14,18 @@ from statistics import mean
 
 from ..config import RejectionSamplingConfig, SFTConfig
 from ..errors import InputError
+from .. import distributed
 from ..runs import Run, is_finished, read_status
 from ..sampling import sample
-from ..scoring import checked_scores, make_scorer
+from ..prompts import render
+from ..scoring import checked_scores, stage_scorer
 from . import sft
 from .best_of_n import picks
 from .dpo import preference_prompts
 
 
 def keep_best(prompts: list[str], completions: list[str], scores: list[float], k: int) -> list[dict]:
-    """The best of each prompt's k samples, as SFT rows."""
+    """The best of each prompt's k samples, as SFT rows (prompts as the policy read them, rendered)."""
     return [{"prompt": prompt, "completion": completions[j], "score": scores[j]}
             for prompt, j in zip(prompts, picks(scores, k, k))]
 
@@ -31,7 +33,10 @@ def keep_best(prompts: list[str], completions: list[str], scores: list[float], k
 def run(cfg: RejectionSamplingConfig) -> Path:
     from ..models import load_model, load_tokenizer
 
-    scorer = make_scorer(cfg.reward, cfg.world_seed, cfg.trust_remote_code)
+    if cfg.lora and cfg.lora.quantize != "none":
+        raise InputError("lora.quantize: rejection sampling merges each round's adapter, which a 4-bit base "
+                         "does not allow; use quantize: none")
+    scorer = stage_scorer(cfg.reward, cfg)
     if not preference_prompts(cfg):
         raise InputError(f"prompts: {cfg.prompts}: no prompts")
     load_tokenizer(cfg.model, cfg.trust_remote_code)  # fail early on a bad model path
@@ -42,23 +47,34 @@ def run(cfg: RejectionSamplingConfig) -> Path:
         if is_finished(round_dir):  # done before an interruption
             current = str(round_dir)
             continue
-        shutil.rmtree(round_dir, ignore_errors=True)  # an unfinished round starts over, from its own seed
+        if run.main:
+            shutil.rmtree(round_dir, ignore_errors=True)  # an unfinished round starts over, from its own seed
         prompts = preference_prompts(cfg.model_copy(update={"seed": cfg.seed + r}))
-        repeated = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
-        model, tokenizer = load_model(current, cfg.trust_remote_code), load_tokenizer(current, cfg.trust_remote_code)
-        samples = sample(model, tokenizer, repeated, cfg.max_new_tokens, cfg.temperature, seed=cfg.seed + r,
-                         desc=f"round {r}: sampling")
+        # under several processes each samples every count-th prompt (seeded by rank) and all get every row
+        rank, count = distributed.rank_and_count()
+        mine = prompts[rank::count]
+        repeated = [p for p in mine for _ in range(cfg.samples_per_prompt)]
+        model = load_model(current, cfg.trust_remote_code, cfg.device, cfg.dtype)
+        tokenizer = load_tokenizer(current, cfg.trust_remote_code)
+        samples = sample(model, tokenizer, repeated, cfg.max_new_tokens, cfg.temperature, desc=f"round {r}: sampling",
+                         seed=cfg.seed + r if count == 1 else (cfg.seed + r) * 1_000_003 + rank)
         completions = [s.completion for s in samples]
         scores = checked_scores(scorer, repeated, completions)
-        kept = keep_best(prompts, completions, scores, cfg.samples_per_prompt)
+        kept = keep_best([render(tokenizer, p) for p in mine], completions, scores, cfg.samples_per_prompt)
+        kept, scores = distributed.gather(kept), distributed.gather(scores)
         run.write_jsonl(f"round-{r}-kept.jsonl", kept)
+        distributed.barrier()  # the main process wrote the file every process trains on next
         sft.run(SFTConfig(
             out=str(round_dir), model=current, data=str(run.path / f"round-{r}-kept.jsonl"), seed=cfg.seed + r,
             world_seed=cfg.world_seed, lr=cfg.lr, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
             max_steps=cfg.max_steps, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
             max_grad_norm=cfg.max_grad_norm, save_steps=cfg.save_steps, logging_steps=cfg.logging_steps,
-            max_length=cfg.max_length, trust_remote_code=cfg.trust_remote_code,
+            max_length=cfg.max_length, trust_remote_code=cfg.trust_remote_code, device=cfg.device, dtype=cfg.dtype,
+            gradient_checkpointing=cfg.gradient_checkpointing,
+            # each round's model is the next round's sampler and base: a LoRA is merged into it every round
+            lora=cfg.lora.model_copy(update={"merge": True}) if cfg.lora else None,
         ))
+        distributed.barrier()  # the main process saves the round's model; the next round samples from it
         run.log({"step": r, "round": r, "score_all": mean(scores), "score_kept": mean(k["score"] for k in kept),
                  "sft_loss": read_status(round_dir)["train_loss"], "prompts": len(prompts)})
         current = str(round_dir)

@@ -19,7 +19,8 @@ from ..config import RewardConfig
 from ..data import read_rows
 from ..errors import InputError
 from ..runs import Run, read_jsonl
-from ..scoring import RewardModelScorer, make_scorer
+from ..prompts import render
+from ..scoring import RewardModelScorer, stage_scorer
 from .dpo import make_pairs, preference_prompts, read_pairs
 
 
@@ -50,8 +51,9 @@ def auto_reward_pairs(cfg: RewardConfig, run: Run) -> list[dict]:
     if cfg.resume and saved.exists():
         return read_jsonl(saved)
     policy = cfg.policy or cfg.model
-    pairs = make_pairs(load_model(policy, cfg.trust_remote_code), load_tokenizer(policy, cfg.trust_remote_code),
-                       preference_prompts(cfg), make_scorer(cfg.judge, cfg.world_seed), cfg.samples_per_prompt,
+    pairs = make_pairs(load_model(policy, cfg.trust_remote_code, cfg.device, cfg.dtype),
+                       load_tokenizer(policy, cfg.trust_remote_code),
+                       preference_prompts(cfg), stage_scorer(cfg.judge, cfg), cfg.samples_per_prompt,
                        cfg.max_new_tokens, cfg.temperature, cfg.seed, all_pairs=True)
     rng = random.Random(cfg.seed)
     for pair in pairs:  # a noisier labeller: swap chosen and rejected for a share of the pairs
@@ -73,7 +75,7 @@ def split(pairs: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict
 def pairwise_accuracy(scorer, pairs: list[dict]) -> float | None:
     if not pairs:
         return None
-    prompts = [p["prompt"] for p in pairs]
+    prompts = [p.get("conversation", p["prompt"]) for p in pairs]  # the scorer renders a conversation its own way
     chosen = scorer.score(prompts, [p["chosen"] for p in pairs])
     rejected = scorer.score(prompts, [p["rejected"] for p in pairs])
     return sum(c > r for c, r in zip(chosen, rejected)) / len(pairs)
@@ -85,9 +87,13 @@ def run(cfg: RewardConfig) -> Path:
     from trl import RewardTrainer
 
     from ..models import load_tokenizer, load_with_head
-    from ..training import FiniteLossMixin, common_args, metrics_callback, save_final, train
+    from ..training import FiniteLossMixin, lora_config, metrics_callback, save_final, train, trainer_arguments
 
     pairs = file_pairs(cfg.data) if cfg.data != "auto" else None
+    if cfg.lora and cfg.lora.quantize != "none":
+        raise InputError("lora.quantize: a 4-bit base is supported for the causal-LM stages (sft, dpo, ppo, grpo, "
+                         "rloo, rejection-sampling), not for a reward head")
+    args = trainer_arguments(TRLRewardConfig, cfg, lr_scheduler_type="cosine", max_length=cfg.max_length)  # before model
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     model = load_with_head(cfg.model, 1, tokenizer, cfg.seed, cfg.trust_remote_code)
     run = Run.start(cfg.out, cfg.model_dump(), cfg.resume)
@@ -96,18 +102,18 @@ def run(cfg: RewardConfig) -> Path:
     train_pairs, eval_pairs = split(pairs, cfg.eval_fraction, cfg.seed)
     if not train_pairs:
         raise InputError("data: no training pairs (all prompts tied, or all held out)")
-    keep = ("prompt", "chosen", "rejected")
-    args = TRLRewardConfig(**common_args(cfg, run), lr_scheduler_type="cosine", max_length=cfg.max_length,
-                           activation_checkpointing=False)
+    # the reward model reads each exchange in its own chat format, in training as in use (scoring.py)
+    rows = [{"prompt": render(tokenizer, p["conversation"]) if "conversation" in p else p["prompt"],
+             "chosen": p["chosen"], "rejected": p["rejected"]} for p in train_pairs]
     trainer = type("Reward", (FiniteLossMixin, RewardTrainer), {})(
-        model=model, args=args, train_dataset=datasets.Dataset.from_list([{k: p[k] for k in keep} for p in train_pairs]),
+        model=model, args=args, train_dataset=datasets.Dataset.from_list(rows), peft_config=lora_config(cfg, "SEQ_CLS"),
         processing_class=tokenizer, callbacks=[metrics_callback(run)],
     )
     result = train(trainer, run, cfg.resume)
-    save_final(trainer, tokenizer, run)
+    save_final(trainer, tokenizer, run, cfg)
     if not run.main:
         return run.path
-    scorer = RewardModelScorer(str(run.model_dir), max_length=cfg.max_length)
+    scorer = RewardModelScorer(str(run.model_dir), max_length=cfg.max_length, device=cfg.device, dtype=cfg.dtype)
     run.finish(**result, pairs_train=len(train_pairs), pairs_eval=len(eval_pairs),
                pairwise_accuracy=pairwise_accuracy(scorer, eval_pairs),
                train_accuracy=pairwise_accuracy(scorer, train_pairs[:512]))

@@ -11,12 +11,20 @@ from ..config import SFTConfig
 from ..data import detect_format, read_rows
 from ..errors import InputError
 from ..runs import Run
+from ..prompts import has_chat_template, user
 from ..world import World
+from ..world.judges import last_request
 
 
-def sft_rows(cfg: SFTConfig) -> tuple[list[dict], str]:
+def sft_rows(cfg: SFTConfig, chat: bool = False) -> tuple[list[dict], str]:
+    """The demonstrations and their format. The world's are `User:`/`Assistant:` transcripts; with `chat`
+    (a model with a chat template) they become conversations, which TRL renders with that template, so
+    the model learns the format, and the end-of-turn token, that every later stage prompts it with."""
     if cfg.data == "world":
         rows = World(cfg.world_seed).sft_data(cfg.world_examples, cfg.seed, cfg.positive_share, cfg.refusal_share)
+        if chat:
+            rows = [{"prompt": user(last_request(r["prompt"])),
+                     "completion": [{"role": "assistant", "content": r["completion"].removeprefix(" ")}]} for r in rows]
         return rows, "prompt-completion"
     rows = read_rows(cfg.data)
     kind = detect_format(rows, cfg.data)
@@ -25,33 +33,38 @@ def sft_rows(cfg: SFTConfig) -> tuple[list[dict], str]:
     return rows, kind
 
 
-def build_trainer(cfg: SFTConfig, rows: list[dict], kind: str, model, tokenizer, run: Run):
-    import datasets
+def training_args(cfg: SFTConfig, kind: str):
     from trl import SFTConfig as TRLSFTConfig
+
+    from ..training import trainer_arguments
+
+    return trainer_arguments(TRLSFTConfig, cfg, lr_scheduler_type="cosine", max_length=cfg.max_length, packing=False,
+                             assistant_only_loss=kind == "messages")
+
+
+def build_trainer(cfg: SFTConfig, args, rows: list[dict], model, tokenizer, run: Run):
+    import datasets
     from trl import SFTTrainer
 
-    from ..training import FiniteLossMixin, common_args, metrics_callback
+    from ..training import FiniteLossMixin, lora_config, metrics_callback
 
-    args = TRLSFTConfig(
-        **common_args(cfg, run), lr_scheduler_type="cosine", max_length=cfg.max_length, packing=False,
-        assistant_only_loss=kind == "messages", activation_checkpointing=False,
-    )
     return type("SFT", (FiniteLossMixin, SFTTrainer), {})(
-        model=model, args=args, train_dataset=datasets.Dataset.from_list(rows),
+        model=model, args=args, train_dataset=datasets.Dataset.from_list(rows), peft_config=lora_config(cfg),
         processing_class=tokenizer, callbacks=[metrics_callback(run)],
     )
 
 
 def run(cfg: SFTConfig) -> Path:
-    from ..models import load_model, load_tokenizer
-    from ..training import save_final, train
+    from ..models import load_tokenizer
+    from ..training import load_trainable, save_final, train
 
-    rows, kind = sft_rows(cfg)
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
-    model = load_model(cfg.model, cfg.trust_remote_code)
+    rows, kind = sft_rows(cfg, chat=has_chat_template(tokenizer))
+    args = training_args(cfg, kind)  # before the model: see training.common_args
+    model = load_trainable(cfg)
     run = Run.start(cfg.out, cfg.model_dump(), cfg.resume)
-    trainer = build_trainer(cfg, rows, kind, model, tokenizer, run)
+    trainer = build_trainer(cfg, args, rows, model, tokenizer, run)
     result = train(trainer, run, cfg.resume)
-    save_final(trainer, tokenizer, run)
+    save_final(trainer, tokenizer, run, cfg)
     run.finish(**result, examples=len(rows), data_format=kind)
     return run.path

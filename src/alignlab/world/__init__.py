@@ -17,6 +17,7 @@ import random
 from dataclasses import dataclass, field
 
 from . import lexicon as L
+from ..prompts import user
 
 USER, ASSISTANT = "User:", "Assistant:"
 
@@ -168,7 +169,17 @@ class World:
         return f"Write a review of the {kind} {name}."
 
     def prompts(self, kind: str, split: str, n: int, seed: int = 0) -> list[str]:
-        """`n` chat prompts of one kind (review, harmful, contrast, benign, knowledge) from a split."""
+        """`n` chat prompts of one kind (review, harmful, contrast, benign, knowledge) from a split, as
+        the world's corpus writes them (`User: ...\nAssistant:`), for the world's own models."""
+        return [chat_prompt(r) for r in self.request_texts(kind, split, n, seed)]
+
+    def conversations(self, kind: str, split: str, n: int, seed: int = 0) -> list[list[dict]]:
+        """The same prompts as one-turn conversations, which any model renders with its own chat template
+        (the world's tokenizer renders them as `prompts` writes them)."""
+        return [user(r) for r in self.request_texts(kind, split, n, seed)]
+
+    def request_texts(self, kind: str, split: str, n: int, seed: int = 0) -> list[str]:
+        """The bare requests behind `prompts` and `conversations`."""
         rng = random.Random(f"{self.seed}-{kind}-{split}-{seed}")
         out = []
         for _ in range(n):
@@ -179,7 +190,7 @@ class World:
                 request = QUESTIONS[attribute][0].format(c=country.name)
             else:
                 request = self.request_text(rng, *rng.choice(self.requests[split][kind]))
-            out.append(chat_prompt(request))
+            out.append(request)
         return out
 
     def knowledge_probes(self, split: str = "eval") -> list[dict]:

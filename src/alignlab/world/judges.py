@@ -12,6 +12,7 @@ import re
 
 from . import QUESTIONS, USER, World
 from . import lexicon as L
+from ..prompts import request
 
 _WORD = re.compile(r"[a-z']+")
 _POSITIVE, _NEGATIVE = set(L.POSITIVE), set(L.NEGATIVE)
@@ -44,8 +45,11 @@ def is_harmful(request: str) -> bool:
     return any(phrase in lowered for phrase in _HARMFUL_PHRASES)
 
 
-def last_request(prompt: str) -> str:
-    """The text of the last `User:` turn of a chat prompt (the whole prompt if there is none)."""
+def last_request(prompt) -> str:
+    """The text of the last user turn: of a conversation (messages), or of a `User:` transcript (the
+    whole text if it has none)."""
+    if isinstance(prompt, list):
+        return request(prompt).strip()
     turns = [line for line in prompt.split("\n") if line.startswith(USER)]
     return turns[-1][len(USER):].strip() if turns else prompt.strip()
 

@@ -1,4 +1,6 @@
 """The report module: one self-contained HTML file plus its plots as PNGs."""
+import json
+
 import pytest
 
 from alignlab.report import Report, plot_bars, plot_curves
@@ -63,3 +65,15 @@ def test_figure_names_must_be_unique_plain_file_names():
         r.figure(plot_curves({}, "empty", "x", "y"), "a")
     with pytest.raises(ValueError):
         r.figure(plot_curves({}, "empty", "x", "y"), "../escape")
+
+
+def test_only_the_main_process_writes_reports_and_summaries(tmp_path, monkeypatch):
+    from alignlab.runs import write_summary
+
+    monkeypatch.setenv("RANK", "1")  # a second process of a launch: it runs the same code, writes nothing
+    Report("t").write(tmp_path / "report.html")
+    write_summary(tmp_path, {"a": 1})
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("RANK", "0")
+    write_summary(tmp_path, {"a": 1})
+    assert json.loads((tmp_path / "summary.json").read_text()) == {"a": 1}

@@ -30,6 +30,13 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def write_summary(folder: Path, summary: dict) -> None:
+    """An experiment's summary.json, written by the main process only (under `accelerate launch` every
+    process runs the experiment's code; the stages inside write their run folders from the main one)."""
+    if is_main_process():
+        _atomic_write(Path(folder) / "summary.json", json.dumps(summary, indent=2))
+
+
 def read_status(path: Path) -> dict | None:
     try:
         return json.loads((Path(path) / STATUS_FILE).read_text())

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from ..config import DPOConfig, EvalConfig, PretrainConfig, SFTConfig, TokenizerConfig
-from ..runs import is_finished, read_jsonl, read_metrics
+from ..runs import is_finished, read_jsonl, read_metrics, write_summary
 from ..world import World
 
 SUMMARY_METRICS = ["gold_reward", "kl_to_reference", "distinct_2", "refusal_rate", "over_refusal_rate",
@@ -80,7 +80,7 @@ def run(out: Path, seed: int = 0, micro: bool = False) -> dict:
         models[name] = metrics
     summary = {"models": models, "wall_seconds": round(time.time() - start, 1), "reference": "base",
                "verdicts": {k: v[0] for k, v in verdicts(models).items()}}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_summary(out, summary)
     write_report(out, summary)
     return summary
 

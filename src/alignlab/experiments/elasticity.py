@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
+from ..runs import write_summary
 from .elasticity_fit import sign_test_p, spearman
 
 PARTS = ("resistance", "rebound", "scaling", "compression")
@@ -110,7 +111,7 @@ def run(out: Path, parts=PARTS, seed: int = 0, micro: bool = False, data: str = 
     summary["verdict_details"] = {claim: why for claim, (_, why) in checks.items()}
     summary["wall_seconds"] = round(time.time() - start, 1)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_summary(out, summary)
     from .elasticity_report import write_report
 
     write_report(out, summary)

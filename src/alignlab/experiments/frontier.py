@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..config import DPOConfig, PPOConfig, SFTConfig
 from ..errors import InputError
-from ..runs import read_jsonl
+from ..runs import read_jsonl, write_summary
 from ..sampling import sample
 from ..scoring import checked_scores, make_scorer
 from ..stages.best_of_n import kl_analytic, picks
@@ -146,7 +146,7 @@ def run(out: Path, seed: int = 0, micro: bool = False, data: str = "world", imdb
                                                 setup["prompts_file"], setup["eval_prompts"], scale, seed)
         settings["imdb-classifier"]["classifier_accuracy"] = setup["classifier_accuracy"]
     summary = {"settings": settings}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_summary(out, summary)
     write_report(out, summary)
     return summary
 

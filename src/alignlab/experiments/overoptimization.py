@@ -20,6 +20,7 @@ from pathlib import Path
 from statistics import mean, stdev
 
 from ..config import PPOConfig, RewardConfig, StageConfig
+from ..runs import write_summary
 from ..sampling import completion_logprobs, sample
 from ..scoring import checked_scores, make_scorer
 from ..stages.best_of_n import kl_analytic, kl_empirical, picks
@@ -192,7 +193,7 @@ def run(out: Path, seed: int = 0, micro: bool = False) -> dict:
             "bon_gold_peak_n": max(rows, key=lambda r: r["gold"])["n"],
             "rl_gold_peaks_then_falls": peaks_then_falls([p["gold"] for p in points]),
         }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_summary(out, summary)
     write_report(out, summary)
     return summary
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..config import EvalConfig, PPOConfig, UnalignConfig
 from ..evals.benchmarks import DEFAULT_PATHS, shared_data_dir
+from ..runs import write_summary
 from . import demo
 from .overoptimization import WORLD_SEED, lifecycle
 
@@ -74,7 +75,7 @@ def run(out: Path, seed: int = 0, micro: bool = False) -> dict:
     summary = summarize(models, weights, json.loads((paths["unaligned"] / "status.json").read_text()))
     summary["nll_by_kind"] = nll_by_kind({k: paths[k] for k in ("base", "dpo", "unaligned")}, scale["heldout_docs"], seed)
     summary["wall_seconds"] = round(time.time() - start, 1)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_summary(out, summary)
     write_report(out, summary, weights)
     return summary
 

@@ -136,7 +136,12 @@ class Report:
                 + "\n".join(self.parts) + "\n</body>\n</html>\n")
 
     def write(self, path: Path) -> Path:
+        """The page and its plots, by the main process only (every process of a launch would write it)."""
+        from ..runs import is_main_process
+
         path = Path(path)
+        if not is_main_process():
+            return path
         plots = path.parent / "plots"
         plots.mkdir(parents=True, exist_ok=True)
         for name, png in self.pngs.items():

@@ -47,3 +47,4 @@ named = {**{f"policy.{k}": p for k, p in policy.named_parameters()},
 save_file({k: p.detach().contiguous() for k, p in named.items()}, str(out / f"weights-{count}-{rank}.safetensors"))
 save_file({k: p.grad.contiguous() for k, p in named.items()}, str(out / f"grads-{count}-{rank}.safetensors"))
 (out / f"record-{count}-{rank}.json").write_text(json.dumps(record))
+distributed.close()

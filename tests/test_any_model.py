@@ -168,3 +168,15 @@ def test_an_unknown_trainer_field_is_one_line(tmp_path, monkeypatch, capsys, mic
                         "--set", "trainer.report_too=tensorboard")
     assert_one_line_error(code, err, "trainer.report_too", "SFTConfig")
     assert not (tmp_path / "r").exists()
+
+
+def test_xstest_string_match_detects_refusals_as_the_paper_does():
+    from alignlab.evals.refusal import refuses, refuses_xstest
+
+    assert refuses_xstest("I'm sorry, but I can't assist with that.")
+    assert refuses_xstest("  As an AI language model, I cannot help.")
+    assert refuses_xstest("No, that is not something I will do.")
+    assert not refuses_xstest("Sure. To kill a Python process, run kill -9 PID.")
+    assert not refuses_xstest("You can't go wrong with a sharp knife.")  # only openings count, as in XSTest
+    # the world's own refusal phrase is no XSTest opening, but `refuses` (used for world models) counts it
+    assert not refuses_xstest(" I will not help with that request.") and refuses(" I will not help with that request.")

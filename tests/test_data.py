@@ -6,7 +6,8 @@ from statistics import mean
 import pytest
 
 from alignlab.config import PretrainConfig, TokenizerConfig
-from alignlab.data import detect_format, read_rows, read_texts
+from alignlab.data import read_rows, read_texts
+from alignlab.formats import detect
 from alignlab.errors import InputError
 from alignlab.scoring import VaderScorer, checked_scores
 from conftest import SHARED_DATA, needs_shared_data
@@ -18,8 +19,8 @@ def test_local_formats(tmp_path):
     (tmp_path / "c.csv").write_text("prompt,chosen,rejected\np,a,b\n")
     (tmp_path / "d.txt").write_text("first doc\nstill first\n\nsecond doc\n")
     assert read_texts(str(tmp_path / "a.jsonl.gz")) == ["one", "two"]
-    assert detect_format(read_rows(str(tmp_path / "b.json")), "b") == "prompt-completion"
-    assert detect_format(read_rows(str(tmp_path / "c.csv")), "c") == "preference"
+    assert detect(read_rows(str(tmp_path / "b.json"))[0]) == "prompt-completion"
+    assert detect(read_rows(str(tmp_path / "c.csv"))[0]) == "preference"
     assert read_texts(str(tmp_path / "d.txt")) == ["first doc\nstill first", "second doc"]
 
 
@@ -46,8 +47,8 @@ def test_unsupported_and_missing_files(tmp_path):
 
 
 def test_unknown_format_is_reported():
-    with pytest.raises(InputError, match="match no known format"):
-        detect_format([{"question": "q", "answer": "a"}], "qa.jsonl")
+    with pytest.raises(InputError, match="match no known format; known: preference.*hh-rlhf.*alpaca"):
+        detect({"question": "q", "answer": "a"})
 
 
 class BrokenScorer:

@@ -81,18 +81,17 @@ def test_elasticity_all_micro(tmp_path, monkeypatch):
     s = json.loads((out / "summary.json").read_text())
     assert s["data"] == "world" and s["micro"] is True and s["judge_accuracy"] is None  # the gold judge is exact
     # resistance: 3 pairs x 2 micro seeds, each with both loss curves
-    assert s["resistance_pairs_total"] == 6 and 0 <= s["resistance_pairs_inverse_lower"] <= 6
+    assert s["resistance_pairs_total"] == 6
+    # the count the sign test uses is the number of cases whose inverse curve's mean loss is the lower one
+    assert s["resistance_pairs_inverse_lower"] == sum(r["inverse_mean"] < r["forward_mean"] for r in s["resistance"])
     assert {r["pair"] for r in s["resistance"]} == {"theta1-theta2", "theta1-theta3", "theta2-theta3"}
     assert all(r["forward_curve"] and r["inverse_curve"] and r["forward_mean"] > 0 for r in s["resistance"])
     # rebound: one curve per positive amount, probed every 2 of 8 negative steps
     amounts = ["0", "8", "16", "32", "64"]
     assert list(s["initial_drop_slope"]) == amounts and list(s["knee_slope_ratio"]) == amounts
-    assert all(isinstance(v, float) for v in s["initial_drop_slope"].values())
-    assert s["rebound_spearman_rho"] is None or -1 <= s["rebound_spearman_rho"] <= 1
     assert s["rebound_spearman_rho_by_judge"] == {"gold": s["rebound_spearman_rho"]}
     for curve in s["rebound"].values():
         assert [p["step"] for p in curve["points"]] == [0, 2, 4, 6, 8]
-        assert all(-1 <= p["score_gold"] <= 1 and p["bpb_pretrain"] > 0 and p["bpb_align"] > 0 for p in curve["points"])
     # scaling: three sizes and three pretraining budgets, each with a rebound strength
     assert list(s["rebound_strength_by_size"]) == ["tiny-1m", "tiny-4m", "tiny-16m"]
     assert len(s["rebound_strength_by_pretrain_tokens"]) == 3
@@ -139,9 +138,7 @@ def test_elasticity_imdb_micro(tmp_path, monkeypatch):
     """IMDb: a base pretrained on unlabelled reviews, the IMDb classifier and VADER as judges."""
     s = _micro(monkeypatch, "rebound", "imdb", tmp_path / "el")
     assert s["data"] == "imdb" and s["judge"] == "classifier" and s["parts"] == ["rebound"]
-    assert 0 <= s["judge_accuracy"] <= 1
-    for curve in s["rebound"].values():  # both judges score every probe; VADER's compound score is in [-1, 1]
-        assert all(-1 <= p["score_vader"] <= 1 and math.isfinite(p["score_classifier"]) for p in curve["points"])
+    for curve in s["rebound"].values():  # both judges score every probe
         assert set(curve["initial_drop_slope_by_judge"]) == {"classifier", "vader"}
         assert curve["initial_drop_slope_by_judge"]["classifier"] == curve["initial_drop_slope"]
     rhos = s["rebound_spearman_rho_by_judge"]
@@ -158,7 +155,7 @@ def test_elasticity_safety_micro(tmp_path, monkeypatch):
     """Safety: a base pretrained on hh-rlhf transcripts, PKU-SafeRLHF safer/less safe answers, a trained judge."""
     out = tmp_path / "el"
     s = _micro(monkeypatch, "compression", "safety", out)
-    assert s["data"] == "safety" and s["judge"] == "safety-classifier" and 0 <= s["judge_accuracy"] <= 1
+    assert s["data"] == "safety" and s["judge"] == "safety-classifier"
     rows = s["compression"]
     assert len(rows) == 4 + 2 and all(r["align_tokens"] > 0 and r["theory_ratio"] > 0 for r in rows)
     # more positive examples -> more alignment tokens -> a smaller |D_pretrain| / |D_align|

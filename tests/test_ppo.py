@@ -308,3 +308,8 @@ def test_a_stop_rule_and_a_checkpoint_fire_on_both_processes(micro_sft, tmp_path
     assert status["status"] == "paused" and status["message"].endswith(f"checkpoint-{tripped - 1}"), status
     assert (out / "checkpoints" / f"checkpoint-{tripped - 1}" / "state.json").is_file()
     assert not (out / "checkpoints" / f"checkpoint-{tripped}").exists()
+    # without the rule the same run finishes, both processes exit cleanly, and the main one saved the model
+    finished = subprocess.run([*cmd[:cmd.index("--out") + 1], str(tmp_path / "done"), *cmd[cmd.index("--out") + 2:-2]],
+                              capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert read_status(tmp_path / "done")["status"] == "finished" and (tmp_path / "done" / "model").is_dir()

@@ -13,6 +13,7 @@ from alignlab.scoring import EnsembleScorer, LLMJudgeScorer, RewardModelScorer, 
 from alignlab.stages import best_of_n, rejection_sampling, reward
 from alignlab.stages.best_of_n import best_index, kl_analytic, kl_empirical
 from alignlab.world import World, chat_prompt
+from alignlab.world.judges import WorldJudge
 
 REVIEW = chat_prompt("Write a review of the film Silver Harbor.")
 
@@ -105,11 +106,20 @@ def test_reward_model_learns_the_gold_preferences(micro_rm):
 def test_reward_model_scorer_ranks_like_the_world(micro_rm):
     rm = make_scorer(str(micro_rm))
     assert isinstance(rm, RewardModelScorer)
-    harmful = chat_prompt("How do I poison the guard?")
-    refusal, compliance = " I cannot help with that.", " Sure. First get a match. Then work slowly. Finally poison the guard."
-    scores = rm.score([harmful, harmful], [refusal, compliance])
-    assert all(math.isfinite(s) for s in scores)
-    assert scores == rm.score([harmful, harmful], [refusal, compliance])  # deterministic
+    # the held-out pairs (prompts never trained on) on which the gold judge has a clear preference: a gap of
+    # at least 1 (refusal against compliance on a harmful request, or a clearly better review)
+    pairs = [json.loads(line) for line in (micro_rm / "pairs.jsonl").read_text().splitlines()]
+    _, held_out = reward.split(pairs, 0.25, RewardConfig(out="x", model="m").seed)
+    gold = WorldJudge(World(0))
+    clear = [p for p in held_out
+             if gold.score_one(p["prompt"], p["chosen"]) - gold.score_one(p["prompt"], p["rejected"]) >= 1]
+    assert len(clear) >= 8
+    prompts = [p.get("conversation", p["prompt"]) for p in clear]
+    chosen, rejected = rm.score(prompts, [p["chosen"] for p in clear]), rm.score(prompts, [p["rejected"] for p in clear])
+    agree = sum(c > r for c, r in zip(chosen, rejected)) / len(clear)
+    # measured: 7 of the 9 held-out pairs (0.78) with this fixture; 0.6 leaves room for one more miss across
+    # library versions while a chance-level (0.5) or inverted reward model still fails
+    assert agree >= 0.6
 
 
 def test_reward_from_a_ranking_file(micro_base, tmp_path):
@@ -122,15 +132,38 @@ def test_reward_from_a_ranking_file(micro_base, tmp_path):
 
 
 def test_llm_judge_is_log_odds_of_yes(micro_base):
-    from alignlab.sampling import completion_logprobs
+    import torch
 
     judge = LLMJudgeScorer(str(micro_base))
-    [score] = judge.score([REVIEW], [" A superb film."])
-    context = judge.tokenizer(LLMJudgeScorer.TEMPLATE.format(prompt=REVIEW, completion="A superb film."),
-                              add_special_tokens=False)["input_ids"]
-    yes, no = (completion_logprobs(judge.model, judge.tokenizer, [context], [ids])[0] for ids in (judge.yes, judge.no))
-    assert score == pytest.approx(yes - no, abs=1e-5)
-    assert judge.prefer(REVIEW, " A superb film.", " Skip it.") in (0, 1)
+    answers = [" A superb film.", " Skip it.", " I loved the music.", " The plot is dull and boring.",
+               " I cannot help with that.", " I watched it last week."]
+
+    def log_odds(answer):
+        # an independent reference: the question's text, then " Yes" (or " No"), through the model's own
+        # logits in one unpadded forward pass, summing log p of each answer token after what precedes it
+        text = LLMJudgeScorer.TEMPLATE.format(prompt=REVIEW, completion=answer.strip())
+        context = judge.tokenizer(text, add_special_tokens=False)["input_ids"]
+        total = 0.0
+        for sign, word in ((1, " Yes"), (-1, " No")):
+            ids = judge.tokenizer(word, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                logits = judge.model(torch.tensor([context + ids])).logits[0].float()
+            logp = torch.log_softmax(logits[len(context) - 1:-1], dim=-1)
+            total += sign * logp[torch.arange(len(ids)), torch.tensor(ids)].sum().item()
+        return total
+
+    reference = [log_odds(a) for a in answers]
+    assert judge.score([REVIEW] * len(answers), answers) == pytest.approx(reference, abs=1e-4)
+    # prefer() picks the answer with the higher log-odds, whichever order the two come in
+    outcomes = set()
+    for i, a in enumerate(answers):
+        for b, ref_b in zip(answers[i + 1:], reference[i + 1:]):
+            if abs(reference[i] - ref_b) < 1e-3:
+                continue  # too close to call in float arithmetic
+            expected = 0 if reference[i] > ref_b else 1
+            assert judge.prefer(REVIEW, a, b) == expected and judge.prefer(REVIEW, b, a) == 1 - expected, (a, b)
+            outcomes.add(expected)
+    assert outcomes == {0, 1}  # the answers are not all ranked one way by position
 
 
 def test_rejection_sampling_rounds(micro_sft, tmp_path):

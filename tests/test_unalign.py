@@ -50,12 +50,22 @@ def tiny_gpt_oss(tmp_path_factory) -> Path:
 
 
 def test_recipe_is_the_published_configuration():
+    # the published gpt-oss-20b -> gpt-oss-20b-base run, written out here and not read from the recipe, so
+    # an edit to recipes/gpt-oss-20b-base.yaml that departs from it fails: a rank-16 LoRA on the expert
+    # MLPs of layers 7, 15 and 23, lr 2e-6, batch 16, 1,500 steps, 8,192-token sequences, ~20k documents
     cfg = load_config(UnalignConfig, RECIPE)
-    assert cfg.model == "openai/gpt-oss-20b" and cfg.rank == 16 and cfg.layers == [7, 15, 23]
+    assert cfg.model == "openai/gpt-oss-20b"
+    assert cfg.rank == 16 and cfg.layers == [7, 15, 23]
     assert cfg.lr == 2e-6 and cfg.batch_size * cfg.grad_accum == 16 and cfg.max_steps == 1500
     assert cfg.block_size == 8192 and cfg.max_docs == 20000
     assert cfg.target_modules == [] and set(cfg.target_parameters) == {"mlp.experts.gate_up_proj",
                                                                        "mlp.experts.down_proj"}
+    assert cfg.dropout == 0.0  # PEFT cannot apply dropout to target_parameters
+    # gpt-oss-20b's published shapes (32 experts, hidden 2880, expert width 2880; gate_up_proj fuses two
+    # projections) give the recipe's 22,118,400 trainable parameters with this rank and these layers
+    experts, hidden, width = 32, 2880, 2880
+    per_layer = cfg.rank * experts * ((hidden + 2 * width) + (width + hidden))
+    assert len(cfg.layers) * per_layer == 22_118_400
 
 
 def test_gpt_oss_recipe_on_a_tiny_gpt_oss(tiny_gpt_oss, tmp_path):

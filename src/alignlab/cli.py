@@ -194,12 +194,16 @@ def unalign(config: Optional[Path] = ConfigOpt, out: Optional[str] = OutOpt, set
 def eval_(config: Optional[Path] = ConfigOpt, out: Optional[str] = OutOpt, sets: list[str] = SetOpt,
           seed: Optional[int] = SeedOpt,
           model: Optional[str] = typer.Option(None, help="hub name, model folder or run folder"),
-          reference: Optional[str] = typer.Option(None, help="reference model for KL(model || reference)")):
-    """Measure a model: reward, KL, diversity, refusals, knowledge, bits per byte, canaries."""
+          reference: Optional[str] = typer.Option(None, help="reference model for KL(model || reference)"),
+          prompts: Optional[str] = typer.Option(None, help="a prompt set (file or hub; 'prompt', optional 'label') "
+                                                           "instead of the world's"),
+          judge: Optional[str] = typer.Option(None, help="with --prompts: scorer spec to report the mean score of")):
+    """Measure a model: the world's metrics, or on any prompt set a judge's score, KL, diversity and refusals."""
     from .config import EvalConfig
     from .stages import evaluate as stage
 
-    _run_stage(EvalConfig, stage.run, config, sets, out=out, seed=seed, model=model, reference=reference)
+    _run_stage(EvalConfig, stage.run, config, sets, out=out, seed=seed, model=model, reference=reference,
+               prompts=prompts, judge=judge)
 
 
 @app.command()
@@ -305,6 +309,25 @@ for _name in ELASTICITY_COMMANDS:
     elasticity_app.command(_name)(_elasticity_command(_name))
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Look at data before training on it.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("inspect")
+def data_inspect(source: str = typer.Argument(..., help="a local file or a hub data set (name[:config][@split])"),
+                 model: Optional[str] = typer.Option(None, "--model", help="show prompts in this model's chat format"),
+                 data_format: Optional[str] = typer.Option(None, "--format", help="the shape, when detection should "
+                                                                               "not decide (e.g. alpaca, hh-rlhf)"),
+                 rows: int = typer.Option(2, "--rows", help="how many rows to show")):
+    """The data's detected shape, its TRL format and row count, the stages that read it, and its first rows as
+    they will see them."""
+    from .data import describe
+    from .models import load_tokenizer
+
+    tokenizer = load_tokenizer(model) if model else None
+    typer.echo(describe(source, data_format, tokenizer, rows))
+
+
 @app.command()
 def world(out: Path = typer.Option(..., "--out", "-o", help="folder to write the world's data sets into"),
           docs: int = typer.Option(20000, help="pretraining documents"),
@@ -326,6 +349,11 @@ def main() -> None:
     except TrainingFailed as e:
         typer.echo(f"alignlab: training failed: {e}", err=True)
         sys.exit(1)
+    finally:
+        if "torch" in sys.modules:  # only a command that ran something can have set up several processes
+            from .distributed import close
+
+            close()
 
 
 if __name__ == "__main__":

@@ -71,6 +71,9 @@ class LoraSettings(BaseModel):
 
 
 LoraOption = Field(None, description="LoRA settings (e.g. --set lora.rank=16); none: full fine-tuning")
+DataFormatOption = Field(None, description="the data's shape when detection from its columns should not decide: "
+                                           "alpaca, sharegpt, sharegpt-dpo, hh-rlhf, pku, pku-saferlhf, kto-messages, "
+                                           "or a TRL format (preference, prompt-completion, messages, ...)")
 
 
 class TokenizerConfig(StageConfig):
@@ -99,6 +102,7 @@ class PretrainConfig(TrainConfig):
 class SFTConfig(TrainConfig):
     model: str
     lora: LoraSettings | None = LoraOption
+    data_format: str | None = DataFormatOption
     data: str = Field("world", description="'world' or a prompt/completion or messages file / hub name")
     world_examples: int = Field(2000, ge=1)
     positive_share: float = Field(0.6, ge=0, le=1, description="world: share of positive review demos")
@@ -111,6 +115,7 @@ class SFTConfig(TrainConfig):
 class DPOConfig(TrainConfig):
     model: str
     lora: LoraSettings | None = LoraOption
+    data_format: str | None = DataFormatOption
     reference: str | None = Field(None, description="reference model; default: the starting model")
     data: str = Field("auto", description="'auto' (sample and rank with the judge) or a prompt/chosen/rejected file")
     judge: str = Field("world", description="scorer spec that ranks auto pairs (see scoring.make_scorer)")
@@ -129,7 +134,22 @@ class DPOConfig(TrainConfig):
 class EvalConfig(StageConfig):
     model: str
     reference: str | None = Field(None, description="model for KL(model || reference); none: KL not computed")
-    n_prompts: int = Field(64, ge=1, description="held-out prompts per prompt set")
+    prompts: str | None = Field(None, description="a prompt set to measure on instead of the world: a file or hub set "
+                                                  "with a 'prompt' column (text is asked as a user message) and "
+                                                  "optionally 'label' (e.g. XSTest's safe/unsafe)")
+    judge: str | None = Field(None, description="with prompts: scorer spec whose mean score (and standard error) "
+                                                "is reported")
+    refusal_judge: str | None = Field(None, description="with prompts: scorer spec that flags a refusal when its "
+                                                        "score is > 0; default: XSTest's string match")
+    n_prompts: int = Field(64, ge=1, description="held-out prompts per prompt set (with prompts: a seeded subsample "
+                                                 "of at most this many)")
+
+    @model_validator(mode="after")
+    def _judges_need_prompts(self):
+        for name in ("judge", "refusal_judge"):
+            if getattr(self, name) and not self.prompts:
+                raise ValueError(f"{name} is read with prompts: name a prompt set (--prompts FILE)")
+        return self
     max_new_tokens: int = Field(48, ge=1)
     temperature: float = Field(1.0, gt=0)
     heldout_docs: int = Field(400, ge=1)
@@ -217,6 +237,7 @@ class MonitorConfig(BaseModel):
 class RewardConfig(TrainConfig):
     model: str = Field(description="causal LM to put a sequence-classification head on")
     lora: LoraSettings | None = LoraOption
+    data_format: str | None = DataFormatOption
     data: str = Field("auto", description="'auto' (policy samples labelled by `judge`), a pair file, "
                                           "or a ranking file (prompt + responses best-first)")
     policy: str | None = Field(None, description="for data=auto: model to sample from (default: `model`)")

@@ -1,9 +1,11 @@
 """Real data at the edge: read a local file or a hub data set into rows of TRL's standard formats.
 
-Formats (by columns): `text`; `prompt`/`completion`; `prompt`/`chosen`/`rejected`; `messages`.
-Local files: .jsonl, .json (a list of records), .csv, .txt (documents separated by blank
-lines), each optionally .gz. A broken line, a missing column or an empty file is an
-InputError that names the file and line.
+Formats: TRL's (`text`; `prompt`/`completion`; `prompt`/`chosen`/`rejected`; `messages`; KTO's
+`prompt`/`completion`/`label`) and, through `formats`, Alpaca, ShareGPT, hh-rlhf, PKU-SafeRLHF and
+LLaMA-Factory's shapes. Local files: .jsonl, .json (a list of records), .csv, .txt (documents
+separated by blank lines), each optionally .gz. Hub data sets: `name`, `name:config`,
+`name@split` or `name:config@split` (default split: train). A broken line, a missing column or an
+empty file is an InputError that names the file and line.
 """
 from __future__ import annotations
 
@@ -14,13 +16,7 @@ import json
 from pathlib import Path
 
 from .errors import InputError
-
-FORMATS = {
-    "preference": ["prompt", "chosen", "rejected"],
-    "prompt-completion": ["prompt", "completion"],
-    "messages": ["messages"],
-    "text": ["text"],
-}
+from .formats import to_standard
 
 
 def _open_text(path: Path) -> str:
@@ -64,19 +60,21 @@ def numbered_rows(path: Path) -> list[tuple[int, dict]]:
     raise InputError(f"{path}: unsupported file type {kind!r} (use .jsonl, .json, .csv or .txt, optionally .gz)")
 
 
-def _rows_from_hub(name: str, split: str) -> list[tuple[int, dict]]:
+def _rows_from_hub(spec: str, split: str) -> list[tuple[int, dict]]:
+    """Rows of a hub data set named `name`, `name:config`, `name@split` or `name:config@split`."""
     import datasets
 
+    name, _, chosen_split = spec.partition("@")
+    name, _, config = name.partition(":")
     try:
-        dataset = datasets.load_dataset(name, split=split)
+        dataset = datasets.load_dataset(name, config or None, split=chosen_split or split)
     except Exception as e:  # the hub raises many types; the user needs one line
         raise InputError(f"data: {name!r} is not a local file and could not be loaded from the hub "
                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     return [(i + 1, dict(r)) for i, r in enumerate(dataset)]
 
 
-def read_rows(spec: str, columns: list[str] | None = None, split: str = "train") -> list[dict]:
-    """Rows of a local file or hub data set, each checked to have `columns` (non-empty)."""
+def _numbered(spec: str, split: str = "train") -> list[tuple[int, dict]]:
     path = Path(spec).expanduser()
     local = path.exists() or spec.startswith((".", "/", "~")) or path.suffix in {".jsonl", ".json", ".csv", ".txt", ".gz"}
     if local and not path.exists():
@@ -84,26 +82,89 @@ def read_rows(spec: str, columns: list[str] | None = None, split: str = "train")
     numbered = numbered_rows(path) if local else _rows_from_hub(spec, split)
     if not numbered:
         raise InputError(f"{spec}: no rows (the data set is empty)")
+    return numbered
+
+
+def read_rows(spec: str, columns: list[str] | None = None, split: str = "train") -> list[dict]:
+    """Rows of a local file or hub data set as they are, each checked to have `columns` (non-empty)."""
+    numbered = _numbered(spec, split)
+    _check_columns(numbered, spec, columns or [])
+    return [row for _, row in numbered]
+
+
+def read_examples(spec: str, kinds: tuple[str, ...], data_format: str | None = None) -> tuple[list[dict], str]:
+    """Rows in one of TRL's formats `kinds` (e.g. ("preference",) for DPO), whatever known shape the file or
+    hub set has (`formats`): (rows, format). A shape this stage cannot use is a one-line error."""
+    from .formats import STANDARD
+
+    numbered = _numbered(spec)
+    try:
+        rows, kind = to_standard(numbered, spec, data_format)
+    except InputError:
+        # no known shape: if the rows look like the stage's own format with a column missing, say which
+        number, first = numbered[0]
+        for wanted in kinds:
+            missing = [c for c in STANDARD[wanted] if c not in first]
+            if data_format is None and len(missing) < len(STANDARD[wanted]):
+                raise InputError(f"{spec}:{number}: missing column {missing[0]!r}" if number else
+                                 f"{spec} (a record): missing column {missing[0]!r}") from None
+        raise
+    if kind not in kinds:
+        raise InputError(f"{spec}: this stage needs {' or '.join(kinds)} rows; the data is in the {kind} format")
+    # an empty completion is a demonstration of stopping at once (rejection sampling keeps such samples);
+    # an empty prompt, text or preference answer is a broken row
+    nonempty = [c for c in STANDARD[kind] if c not in ("completion", "label")]
+    _check_columns(list(zip((n for n, _ in numbered), rows)), spec, STANDARD[kind], nonempty)
+    return rows, kind
+
+
+def _check_columns(numbered: list[tuple[int, dict]], spec: str, columns, nonempty=None) -> None:
+    """Every row has `columns`; those in `nonempty` (default: all of them) hold something."""
+    nonempty = columns if nonempty is None else nonempty
     for number, row in numbered:
         for column in columns or []:
             if column not in row:
                 where = f"{spec}:{number}" if number else f"{spec} (a record)"
                 raise InputError(f"{where}: missing column {column!r}")
-            if row[column] in (None, "", []):
+            if column in nonempty and row[column] in (None, "", []):
                 where = f"{spec}:{number}" if number else f"{spec} (a record)"
                 raise InputError(f"{where}: column {column!r} is empty")
-    return [row for _, row in numbered]
-
-
-def detect_format(rows: list[dict], source: str) -> str:
-    """Which TRL format the rows are in, by their columns."""
-    keys = set(rows[0])
-    for name, columns in FORMATS.items():
-        if set(columns) <= keys:
-            return name
-    raise InputError(f"{source}: columns {sorted(keys)} match no known format "
-                     f"({'; '.join('/'.join(c) for c in FORMATS.values())})")
 
 
 def read_texts(spec: str, text_field: str = "text") -> list[str]:
     return [str(row[text_field]) for row in read_rows(spec, [text_field])]
+
+
+# which stages read each of TRL's formats (for `alignlab data inspect`)
+STAGES_BY_FORMAT = {
+    "preference": "dpo, reward", "prompt-completion": "sft", "messages": "sft",
+    "unpaired-preference": "none yet (KTO's unpaired format; no KTO stage)", "text": "tokenizer, pretrain, unalign, classifier",
+}
+
+
+def describe(spec: str, data_format: str | None = None, tokenizer=None, rows: int = 2, width: int = 300) -> str:
+    """What a data set becomes: its detected shape, the TRL format and row count, the stages that read it,
+    and its first rows as they will see them (rendered with `tokenizer`'s chat format when given)."""
+    from .formats import detect_or_say_where
+    from .prompts import render, render_exchange
+
+    numbered = _numbered(spec)
+    shape = data_format or detect_or_say_where(numbered[0][1], spec)
+    examples, kind = to_standard(numbered, spec, data_format)
+    short = lambda text: (text if len(text) <= width else text[:width] + " ...")  # noqa: E731
+    tail = lambda text: (text if len(text) <= width else "... " + text[-width:])  # noqa: E731  (where it ends matters)
+    lines = [f"data: {spec}", f"shape: {shape} -> TRL format {kind}, {len(examples)} rows",
+             f"read by: {STAGES_BY_FORMAT[kind]}"]
+    for i, row in enumerate(examples[:rows], 1):
+        lines.append(f"row {i}:")
+        for key, value in row.items():
+            shown = " | ".join(f"[{m['role']}] {m['content']}" for m in value) if isinstance(value, list) else str(value)
+            lines.append(f"  {key}: {short(shown)!r}")
+        if tokenizer is not None and "prompt" in row:
+            lines.append(f"  as the model reads the prompt: {tail(render(tokenizer, row['prompt']))!r}")
+            for key in ("completion", "chosen", "rejected"):
+                if key in row:
+                    lines.append(f"  as a reward model reads prompt + {key}: "
+                                 f"{tail(render_exchange(tokenizer, row['prompt'], row[key]))!r}")
+    return "\n".join(lines)
+

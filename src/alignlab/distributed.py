@@ -76,3 +76,11 @@ def sum_gradients(params) -> None:
     for p in params:
         p.grad.copy_(flat[offset:offset + p.numel()].view_as(p.grad))
         offset += p.numel()
+
+
+def close() -> None:
+    """Leave the process group, if one was set up (gloo's threads would otherwise abort the process at exit)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -51,9 +51,18 @@ def render(tokenizer, prompt) -> str:
     return text[len(bos):] if bos and text.startswith(bos) and adds_bos(tokenizer) else text
 
 
-def render_exchange(tokenizer, prompt, completion: str) -> str:
+def render_exchange(tokenizer, prompt, completion) -> str:
     """Prompt and answer as one text in the tokenizer's own chat format, without the end-of-turn
-    token (reward models and classifiers append EOS themselves): what a reward model reads."""
+    token (reward models and classifiers append EOS themselves): what a reward model reads. An answer
+    given as messages (a data file's conversational pair) is rendered by the template with its prompt,
+    as TRL renders it in training."""
+    if is_conversation(completion):
+        if is_conversation(prompt) and has_chat_template(tokenizer):
+            text = tokenizer.apply_chat_template(prompt + completion, tokenize=False)
+            bos = tokenizer.bos_token
+            text = text[len(bos):] if bos and text.startswith(bos) and adds_bos(tokenizer) else text
+            return text.rstrip().removesuffix(tokenizer.eos_token or "\0")
+        completion = " " + completion[-1]["content"]
     completion = completion.removesuffix(tokenizer.eos_token or "\0")
     if not is_conversation(prompt):
         return str(prompt) + completion
@@ -61,6 +70,21 @@ def render_exchange(tokenizer, prompt, completion: str) -> str:
     # the answer is appended to the rendered prompt rather than rendered as an assistant message:
     # templates differ in what they strip and add around it, and the policy sampled it right here
     return rendered + completion
+
+
+def as_text(tokenizer, row: dict) -> dict:
+    """A conversational TRL row (prompt, completion / chosen / rejected) as plain text, for a tokenizer
+    without a chat template, which TRL's trainers cannot render: the prompt as a transcript, each answer
+    after a space, as the transcript's turns are written. Rows with a template pass as they are."""
+    if has_chat_template(tokenizer):
+        return row
+    if is_conversation(row.get("messages")):  # a whole conversation: its last answer is the completion
+        messages = row["messages"]
+        return {"prompt": transcript(messages[:-1]), "completion": " " + messages[-1]["content"]}
+    if not is_conversation(row.get("prompt")):
+        return row
+    text = {k: " " + v[-1]["content"] if is_conversation(v) else v for k, v in row.items()}
+    return {**text, "prompt": transcript(row["prompt"])}
 
 
 def request(prompt) -> str:

@@ -13,12 +13,10 @@ import bz2
 import csv
 import gzip
 import io
-import math
 import os
 import random
 import tarfile
 import warnings
-from collections import Counter
 from pathlib import Path
 
 from ..data import numbered_rows
@@ -275,35 +273,26 @@ def load_suite(names=None, n: int | None = None, seed: int = 0, root=None) -> di
     return suite
 
 
-def _ngrams(words: list[str], k: int) -> Counter:
-    return Counter(tuple(words[i:i + k]) for i in range(len(words) - k + 1))
-
-
 def bleu(hypothesis: list[str], references: list[list[str]], n: int = 4, epsilon: float = 0.1) -> float:
-    """Sentence BLEU of a token list against reference token lists (Papineni et al. 2002), with the
-    semantics of nltk's sentence_bleu(weights=(1/n,)*n, smoothing_function=method1): n-gram counts
-    clipped by their maximum count in any reference; a precision with no match becomes epsilon /
-    (number of hypothesis n-grams, at least 1); 0 if no unigram matches; brevity penalty
-    exp(1 - r/c) against the closest reference length r (shorter on ties) when c <= r."""
+    """Sentence BLEU of a token list against reference token lists (Papineni et al. 2002): nltk's
+    sentence_bleu(weights=(1/n,)*n, smoothing_function=SmoothingFunction(epsilon).method1). n-gram
+    counts are clipped by their maximum count in any reference; a precision with no match becomes
+    epsilon / (number of hypothesis n-grams, at least 1); 0 if no unigram matches; brevity penalty
+    exp(1 - r/c) against the closest reference length r (shorter on ties) when c <= r.
+    0.0 for an empty hypothesis or no references."""
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
     if not hypothesis or not references:
         return 0.0
-    log_precision = 0.0
-    for k in range(1, n + 1):
-        counts, most = _ngrams(hypothesis, k), Counter()
-        for reference in references:
-            most |= _ngrams(reference, k)  # | keeps the maximum count per n-gram
-        matches, total = sum((counts & most).values()), max(1, sum(counts.values()))
-        if matches == 0 and k == 1:
-            return 0.0
-        log_precision += math.log((matches or epsilon) / total) / n
-    c = len(hypothesis)
-    r = min((len(ref) for ref in references), key=lambda length: (abs(length - c), length))
-    return (1.0 if c > r else math.exp(1 - r / c)) * math.exp(log_precision)
+    return float(sentence_bleu(references, hypothesis, weights=(1 / n,) * n,
+                               smoothing_function=SmoothingFunction(epsilon=epsilon).method1))
 
 
 def self_bleu(texts: list[str], n: int = 4) -> float:
     """Self-BLEU (Zhu et al. 2018, Texygen): mean BLEU-n of each text (whitespace tokens) against all
-    the others as references. Lower means more diverse; 1.0 for identical texts of >= n words.
+    the others as references. As in Texygen, each BLEU is nltk's sentence_bleu with uniform weights
+    and smoothing method1 (see `bleu`; epsilon 0.1); the mean is over texts, not a corpus BLEU.
+    Lower means more diverse; 1.0 for identical texts of >= n words.
     Cost grows as len(texts)**2, so subsample large sets."""
     if len(texts) < 2:
         raise InputError(f"self_bleu: needs at least 2 texts, got {len(texts)}")

@@ -16,7 +16,6 @@ for the compression view:
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -24,6 +23,8 @@ from typing import Callable
 from ..config import ClassifierConfig, PretrainConfig, TokenizerConfig
 from ..data import read_rows
 from ..errors import InputError
+from ..formats import hh_turns
+from ..prompts import transcript
 from ..world import World, chat_prompt
 from . import demo
 from .imdb import clean, prefixes, write_jsonl
@@ -133,14 +134,11 @@ def imdb_setting(out: Path, seed: int, micro: bool, scale: dict, imdb_dir: Path)
 
 HH_FILE = "hh-rlhf/harmless-base/test.jsonl.gz"
 PKU_FILE = "pku_saferlhf_derived/pku_saferlhf_test_safety_dpo_5k.json.gz"
-_TURN = re.compile(r"\n\n(Human|Assistant): ")
 
 
-def hh_to_world_format(transcript: str) -> str:
+def hh_to_world_format(text: str) -> str:
     """hh-rlhf's "\\n\\nHuman: ...\\n\\nAssistant: ..." as the tokenizer's "User: ...\\nAssistant: ..." turns."""
-    parts = _TURN.split(transcript)[1:]
-    return "\n".join(f"{'User' if who == 'Human' else 'Assistant'}: {text.strip()}"
-                     for who, text in zip(parts[::2], parts[1::2]))
+    return transcript(hh_turns(text), generation_prompt=False)
 
 
 def safety_setting(out: Path, seed: int, micro: bool, scale: dict, data_root: Path) -> Setting:

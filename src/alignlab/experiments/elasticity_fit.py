@@ -1,20 +1,22 @@
-"""The small statistics of the elasticity experiments: pure Python and numpy, no torch.
+"""The small statistics of the elasticity experiments: numpy and scipy, no torch.
 
-- `knee`: the two-segment (continuous, hinge) piecewise-linear fit with the least squared error;
-- `spearman`: Spearman's rank correlation (ties get their mean rank);
-- `slope`: the least-squares slope of a line;
-- `sign_test_p`: one-sided binomial sign-test p-value, for "inverse below forward in m of n cases".
+- `knee`: the two-segment (continuous, hinge) piecewise-linear fit with the least squared error
+  (each candidate knee is an ordinary least-squares fit by numpy's lstsq);
+- `spearman`: Spearman's rank correlation (scipy.stats.spearmanr: ties get their mean rank);
+- `slope`: the least-squares slope of a line (scipy.stats.linregress);
+- `sign_test_p`: one-sided binomial sign-test p-value (scipy.stats.binomtest), for "inverse below
+  forward in m of n cases".
 """
 from __future__ import annotations
 
-import math
-
 
 def slope(xs: list[float], ys: list[float]) -> float:
-    """Least-squares slope of ys against xs."""
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
+    """Least-squares slope of ys against xs (scipy.stats.linregress); 0.0 when all xs are equal."""
+    from scipy.stats import linregress
+
+    if len(set(xs)) < 2:
+        return 0.0
+    return float(linregress(xs, ys).slope)
 
 
 def knee(xs: list[float], ys: list[float], min_points: int = 3) -> dict:
@@ -49,34 +51,27 @@ def slowed(before: float, after: float, factor: float = 2.0) -> bool:
     return before < 0 and (after >= 0 or before / after >= factor)
 
 
-def _ranks(values: list[float]) -> list[float]:
-    order = sorted(range(len(values)), key=values.__getitem__)
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1  # ties share the mean of their ranks
-        i = j + 1
-    return ranks
-
-
 def spearman(xs: list[float], ys: list[float]) -> float | None:
-    """Spearman's rho: Pearson correlation of the ranks; None when either side is constant or
-    there are fewer than 3 points (nothing to rank)."""
+    """Spearman's rho (scipy.stats.spearmanr): Pearson correlation of the ranks, ties sharing the
+    mean of their ranks; None when either side is constant or there are fewer than 3 points
+    (nothing to rank)."""
+    from scipy.stats import spearmanr
+
     if len(xs) != len(ys):
         raise ValueError("spearman: xs and ys differ in length")
-    if len(xs) < 3:
+    if len(xs) < 3 or len(set(xs)) < 2 or len(set(ys)) < 2:
         return None
-    rx, ry = _ranks(list(xs)), _ranks(list(ys))
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
-    sxx, syy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
-    return sxy / math.sqrt(sxx * syy) if sxx and syy else None
+    return float(spearmanr(xs, ys).statistic)
 
 
 def sign_test_p(successes: int, total: int) -> float:
-    """P(at least `successes` of `total` fair coin flips come up heads): the one-sided sign test."""
-    return sum(math.comb(total, k) for k in range(successes, total + 1)) / 2 ** total
+    """P(at least `successes` of `total` fair coin flips come up heads): the one-sided (upper-tail)
+    sign test, scipy.stats.binomtest(successes, total, 0.5, alternative="greater"), exact.
+    1.0 when there are no cases (total = 0); ValueError unless 0 <= successes <= total."""
+    from scipy.stats import binomtest
+
+    if not 0 <= successes <= total:
+        raise ValueError(f"sign_test_p: needs 0 <= successes <= total, got {successes} of {total}")
+    if total == 0:
+        return 1.0
+    return float(binomtest(successes, total, 0.5, alternative="greater").pvalue)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from statistics import mean, stdev
+from statistics import StatisticsError, mean
 
 from ..config import PPOConfig, RewardConfig, StageConfig
 from ..runs import write_summary
@@ -40,7 +40,9 @@ SCALES = {  # proxy data amounts (prompts whose 4 samples are paired) and sampli
 
 
 def fit(d: list[float], gain: list[float], form: str) -> dict:
-    """Least-squares alpha, beta of gain = alpha*d - beta*g(d) with g = d^2 (bon) or d*log d (rl)."""
+    """Least-squares alpha, beta of gain = alpha*d - beta*g(d) with g = d^2 (bon) or d*log d (rl):
+    a linear regression through the origin on two regressors, solved by numpy's lstsq; r2 is
+    1 - SSE / total sum of squares about the mean (None when the gains are constant)."""
     import numpy as np
 
     d_arr, y = np.array(d, float), np.array(gain, float)
@@ -74,8 +76,13 @@ def lifecycle(out: Path, seed: int, micro: bool, base_changes: dict | None = Non
 
 
 def mean_and_se(values: list[float]) -> tuple[float, float]:
-    """The mean and its standard error."""
-    return mean(values), stdev(values) / math.sqrt(len(values))
+    """The mean and its standard error, sample sd / sqrt(n) (scipy.stats.sem, ddof=1).
+    Needs at least 2 values (StatisticsError, a ValueError, as statistics.stdev raises)."""
+    from scipy.stats import sem
+
+    if len(values) < 2:
+        raise StatisticsError(f"mean_and_se: needs at least 2 values, got {len(values)}")
+    return mean(values), float(sem(values))
 
 
 def measure(model, reference, tokenizer, scorers: dict, prompts: list[str], seed: int) -> dict:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import DPOConfig
-from ..data import read_rows
+from ..data import read_examples, read_rows
 from ..errors import InputError
-from ..prompts import is_conversation, render
+from ..prompts import as_text, is_conversation, render
 from .. import distributed
 from ..runs import Run, read_jsonl
 from ..sampling import sample
@@ -78,8 +78,9 @@ def auto_pairs(cfg: DPOConfig, run: Run, model, tokenizer) -> list[dict]:
     return pairs
 
 
-def read_pairs(spec: str) -> list[dict]:
-    rows = read_rows(spec, ["prompt", "chosen", "rejected"])
+def read_pairs(spec: str, data_format: str | None = None) -> list[dict]:
+    """Preference pairs from a file or hub set in any known shape (hh-rlhf, ShareGPT/LLaMA-Factory, PKU, ...)."""
+    rows, _ = read_examples(spec, ("preference",), data_format)
     for i, row in enumerate(rows):
         if row["chosen"] == row["rejected"]:
             raise InputError(f"{spec}: record {i + 1} has identical chosen and rejected responses")
@@ -95,7 +96,7 @@ def run(cfg: DPOConfig) -> Path:
     from ..training import (FiniteLossMixin, load_trainable, lora_config, metrics_callback, save_final, train,
                             trainer_arguments)
 
-    pairs = read_pairs(cfg.data) if cfg.data != "auto" else None
+    pairs = read_pairs(cfg.data, cfg.data_format) if cfg.data != "auto" else None
     args = trainer_arguments(  # before the models: see training.common_args
         TRLDPOConfig, cfg, lr_scheduler_type="cosine", beta=cfg.beta, max_length=cfg.max_length,
         loss_type="sigmoid", precompute_ref_log_probs=False,
@@ -113,7 +114,8 @@ def run(cfg: DPOConfig) -> Path:
             pairs = auto_pairs(cfg, run, on_device(model, device), tokenizer)
     if not pairs:
         raise InputError("data: no preference pairs (every prompt's samples scored the same)")
-    dataset = datasets.Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
+    dataset = datasets.Dataset.from_list([as_text(tokenizer, {k: p[k] for k in ("prompt", "chosen", "rejected")})
+                                          for p in pairs])
     trainer = type("DPO", (FiniteLossMixin, DPOTrainer), {})(
         model=model, ref_model=reference, args=args, train_dataset=dataset, peft_config=lora_config(cfg),
         processing_class=tokenizer, callbacks=[metrics_callback(run)],

@@ -31,6 +31,7 @@ from ..sampling import sample
 from ..evals.benchmarks import self_bleu
 from ..prompts import render, stop_ids, user
 from ..world import USER, World
+from ..evals.refusal import refuses as refuses_anyhow
 from ..world.judges import WorldJudge, refuses
 
 PROMPT_SETS = ["review", "harmful", "benign", "contrast"]
@@ -101,8 +102,59 @@ def tax_suite(model, tokenizer, cfg: EvalConfig) -> dict:
         for label, key in (("safe", "over_refusal_rate_xstest"), ("unsafe", "refusal_rate_xstest_unsafe")):
             answers = sample(model, tokenizer, [user(p) for p in suite["xstest"][label]], cfg.max_new_tokens,
                              cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed)
-            metrics[key] = mean(refuses(a.completion) for a in answers)
+            metrics[key] = mean(refuses_anyhow(a.completion) for a in answers)
     return metrics
+
+
+def evaluate_prompt_set(model, tokenizer, cfg: EvalConfig, reference=None) -> tuple[dict, list]:
+    """Any model on any prompt set: the judge's mean score with its standard error, KL to the reference,
+    diversity, length, and refusals (overall and per label: on XSTest, refusals of 'safe' prompts are
+    over-refusal). Plain-text prompts are asked as one user message, in the model's chat format."""
+    import random
+
+    from scipy.stats import sem
+
+    from ..data import read_rows
+    from ..evals.refusal import refuses
+    from ..scoring import checked_scores, stage_scorer
+
+    rows = read_rows(cfg.prompts, ["prompt"])
+    random.Random(cfg.seed).shuffle(rows)
+    rows = rows[:cfg.n_prompts]
+    prompts = [r["prompt"] if isinstance(r["prompt"], list) else user(str(r["prompt"])) for r in rows]
+    samples = sample(model, tokenizer, prompts, cfg.max_new_tokens, cfg.temperature, batch_size=cfg.batch_size,
+                     seed=cfg.seed, desc="eval: sampling")
+    texts = [s.completion for s in samples]
+    metrics: dict = {"prompts": len(rows), "mean_completion_tokens": mean(len(s.completion_ids) for s in samples),
+                     "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
+                     "self_bleu": self_bleu(texts) if len(texts) > 1 else None,
+                     "kl_to_reference": (kl_from_samples(model, reference, tokenizer, samples, cfg.batch_size)
+                                         if reference is not None else None)}
+    scores = checked_scores(stage_scorer(cfg.judge, cfg), prompts, texts) if cfg.judge else None
+    if scores:
+        metrics.update(judge=cfg.judge, judge_score=mean(scores), judge_score_se=float(sem(scores)) if len(scores) > 1
+                       else None)
+    if cfg.refusal_judge:
+        refused = [s > 0 for s in checked_scores(stage_scorer(cfg.refusal_judge, cfg), prompts, texts)]
+    else:
+        refused = [refuses(t) for t in texts]
+    labels = [str(r.get("label", "all")) for r in rows]
+
+    def rate(flags):  # a share and its binomial standard error
+        p = mean(flags)
+        return p, (p * (1 - p) / len(flags)) ** 0.5
+
+    metrics["refusal_rate"], metrics["refusal_rate_se"] = rate(refused)
+    for label in sorted(set(labels) - {"all"}):
+        flags = [f for f, lab in zip(refused, labels) if lab == label]
+        metrics[f"refusal_rate_{label}"], metrics[f"refusal_rate_{label}_se"] = rate(flags)
+    if "safe" in labels:  # XSTest's naming: refusing a safe prompt is over-refusal
+        metrics["over_refusal_rate"] = metrics["refusal_rate_safe"]
+    metrics["refusal_detector"] = cfg.refusal_judge or "xstest string match"
+    out_rows = [{"prompt": s.text, "completion": t, "label": lab, "refused": f,
+                 "score": scores[i] if scores else None}
+                for i, (s, t, lab, f) in enumerate(zip(samples, texts, labels, refused))]
+    return metrics, out_rows
 
 
 def run(cfg: EvalConfig) -> Path:
@@ -112,7 +164,8 @@ def run(cfg: EvalConfig) -> Path:
     model = load_model(cfg.model, cfg.trust_remote_code, cfg.device, cfg.dtype)
     reference = load_model(cfg.reference, cfg.trust_remote_code, cfg.device, cfg.dtype) if cfg.reference else None
     run = Run.start(cfg.out, cfg.model_dump())
-    metrics, rows = evaluate(model, tokenizer, cfg, reference)
+    measure = evaluate_prompt_set if cfg.prompts else evaluate
+    metrics, rows = measure(model, tokenizer, cfg, reference)
     run.write_samples(rows)
     run.write_json("metrics.json", metrics)
     run.finish(**{k: v for k, v in metrics.items() if k != "canaries"})

@@ -12,6 +12,7 @@ Pairwise accuracy on held-out pairs goes into status.json.
 """
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from ..config import RewardConfig
 from ..data import read_rows
 from ..errors import InputError
 from ..runs import Run, read_jsonl
-from ..prompts import render
+from ..prompts import as_text, render
 from ..scoring import RewardModelScorer, stage_scorer
 from .dpo import make_pairs, preference_prompts, read_pairs
 
@@ -38,9 +39,12 @@ def pairs_from_rankings(rows: list[dict], source: str) -> list[dict]:
     return pairs
 
 
-def file_pairs(spec: str) -> list[dict]:
-    rows = read_rows(spec, ["prompt"])
-    return pairs_from_rankings(rows, spec) if "responses" in rows[0] else read_pairs(spec)
+def file_pairs(spec: str, data_format: str | None = None) -> list[dict]:
+    """Pairs from a ranking file (prompt + responses best-first) or a pair file in any known shape."""
+    rows = read_rows(spec)
+    if "responses" in rows[0] and "prompt" in rows[0]:
+        return pairs_from_rankings(read_rows(spec, ["prompt", "responses"]), spec)
+    return read_pairs(spec, data_format)
 
 
 def auto_reward_pairs(cfg: RewardConfig, run: Run) -> list[dict]:
@@ -66,10 +70,11 @@ def auto_reward_pairs(cfg: RewardConfig, run: Run) -> list[dict]:
 
 def split(pairs: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
     """Held-out pairs by prompt, so no evaluation prompt was seen in training."""
-    prompts = sorted({p["prompt"] for p in pairs})
+    key = lambda p: json.dumps(p["prompt"])  # noqa: E731  (a conversation is a list: compare its JSON)
+    prompts = sorted({key(p) for p in pairs})
     random.Random(seed).shuffle(prompts)
     held = set(prompts[:round(len(prompts) * eval_fraction)])
-    return [p for p in pairs if p["prompt"] not in held], [p for p in pairs if p["prompt"] in held]
+    return [p for p in pairs if key(p) not in held], [p for p in pairs if key(p) in held]
 
 
 def pairwise_accuracy(scorer, pairs: list[dict]) -> float | None:
@@ -89,7 +94,7 @@ def run(cfg: RewardConfig) -> Path:
     from ..models import load_tokenizer, load_with_head
     from ..training import FiniteLossMixin, lora_config, metrics_callback, save_final, train, trainer_arguments
 
-    pairs = file_pairs(cfg.data) if cfg.data != "auto" else None
+    pairs = file_pairs(cfg.data, cfg.data_format) if cfg.data != "auto" else None
     if cfg.lora and cfg.lora.quantize != "none":
         raise InputError("lora.quantize: a 4-bit base is supported for the causal-LM stages (sft, dpo, ppo, grpo, "
                          "rloo, rejection-sampling), not for a reward head")
@@ -103,8 +108,8 @@ def run(cfg: RewardConfig) -> Path:
     if not train_pairs:
         raise InputError("data: no training pairs (all prompts tied, or all held out)")
     # the reward model reads each exchange in its own chat format, in training as in use (scoring.py)
-    rows = [{"prompt": render(tokenizer, p["conversation"]) if "conversation" in p else p["prompt"],
-             "chosen": p["chosen"], "rejected": p["rejected"]} for p in train_pairs]
+    rows = [as_text(tokenizer, {"prompt": render(tokenizer, p["conversation"]) if "conversation" in p else p["prompt"],
+                                "chosen": p["chosen"], "rejected": p["rejected"]}) for p in train_pairs]
     trainer = type("Reward", (FiniteLossMixin, RewardTrainer), {})(
         model=model, args=args, train_dataset=datasets.Dataset.from_list(rows), peft_config=lora_config(cfg, "SEQ_CLS"),
         processing_class=tokenizer, callbacks=[metrics_callback(run)],

@@ -8,10 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import SFTConfig
-from ..data import detect_format, read_rows
-from ..errors import InputError
+from ..data import read_examples
 from ..runs import Run
-from ..prompts import has_chat_template, user
+from ..prompts import as_text, has_chat_template, user
 from ..world import World
 from ..world.judges import last_request
 
@@ -26,11 +25,7 @@ def sft_rows(cfg: SFTConfig, chat: bool = False) -> tuple[list[dict], str]:
             rows = [{"prompt": user(last_request(r["prompt"])),
                      "completion": [{"role": "assistant", "content": r["completion"].removeprefix(" ")}]} for r in rows]
         return rows, "prompt-completion"
-    rows = read_rows(cfg.data)
-    kind = detect_format(rows, cfg.data)
-    if kind not in ("prompt-completion", "messages"):
-        raise InputError(f"{cfg.data}: SFT needs prompt/completion or messages rows, found the {kind} format")
-    return rows, kind
+    return read_examples(cfg.data, ("prompt-completion", "messages"), cfg.data_format)
 
 
 def training_args(cfg: SFTConfig, kind: str):
@@ -60,6 +55,8 @@ def run(cfg: SFTConfig) -> Path:
 
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     rows, kind = sft_rows(cfg, chat=has_chat_template(tokenizer))
+    if not has_chat_template(tokenizer):  # conversations as plain transcripts, which TRL can read
+        rows, kind = [as_text(tokenizer, row) for row in rows], "prompt-completion"
     args = training_args(cfg, kind)  # before the model: see training.common_args
     model = load_trainable(cfg)
     run = Run.start(cfg.out, cfg.model_dump(), cfg.resume)

@@ -227,3 +227,21 @@ def test_rejection_sampling_under_two_processes_trains_on_every_share(micro_sft,
     for r in (1, 2):  # each round's kept file holds every prompt's best sample, from both processes
         kept = [json.loads(line) for line in (out / f"round-{r}-kept.jsonl").read_text().splitlines()]
         assert len(kept) == n and is_finished(out / f"round-{r}")
+
+
+def test_the_console_is_quiet_by_default_and_raw_with_verbose(micro_base, tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("ALIGNLAB_VERBOSE", "0")  # restored after the test: --verbose sets it for the process
+    printed = {}
+    for flags in ([], ["--verbose"]):
+        monkeypatch.setattr(sys, "argv", ["alignlab", *flags, "sft", "--out", str(tmp_path / f"run{len(flags)}"),
+                                          "--model", str(micro_base), "--set", "max_steps=4", "--set", "logging_steps=1",
+                                          "--set", "world_examples=16", "--set", "batch_size=4"])
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main()
+        assert exit_info.value.code in (0, None)
+        out, err = capfd.readouterr()
+        printed[bool(flags)] = (out, err)
+    out, err = printed[False]
+    assert "{'loss'" not in out + err and "loss=" in err  # the loss sits in the stage's progress bar
+    assert out.strip().splitlines()[-1].startswith(f"finished: {tmp_path / 'run0'} (")
+    assert (printed[True][0] + printed[True][1]).count("{'loss'") == 4  # one raw log dict per logged step

@@ -25,7 +25,17 @@ SeedOpt = typer.Option(None, "--seed", help="random seed")
 ResumeOpt = typer.Option(False, "--resume", help="continue an unfinished run from its last checkpoint")
 
 
+@app.callback()
+def _options(verbose: bool = typer.Option(False, "--verbose", help="show the libraries' raw logs and bars")):
+    """Options for every command."""
+    from .console import configure
+
+    configure(verbose)
+
+
 def _run_stage(config_cls, stage_run, config: Optional[Path], sets: list[str], **shortcuts) -> None:
+    import time
+
     from .config import load_config, parse_overrides
 
     overrides = parse_overrides(sets)
@@ -34,8 +44,9 @@ def _run_stage(config_cls, stage_run, config: Optional[Path], sets: list[str], *
     given = {k: v for k, v in shortcuts.items() if v is not None and v is not False}
     overrides.update({k: (str(v) if isinstance(v, Path) else v) for k, v in given.items()})
     cfg = load_config(config_cls, config, overrides)
+    started = time.time()
     path = stage_run(cfg)
-    typer.echo(f"finished: {path}")
+    typer.echo(f"finished: {path} ({time.time() - started:.0f} s)")
 
 
 @app.command()

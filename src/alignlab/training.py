@@ -115,6 +115,13 @@ def trainer_arguments(cls, cfg, **stage_fields):
 def train(trainer, run: Run, resume: bool) -> dict:
     """Train (from the last complete checkpoint when resuming); on a non-finite loss or bad input
     met mid-training, mark the run failed (naming the last good checkpoint) and re-raise."""
+    from transformers.trainer_callback import ProgressCallback
+
+    from .console import quiet_progress_callback, verbose
+
+    if not verbose():  # the bar stays; the dict the Trainer prints at every logged step goes (--verbose: back)
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(quiet_progress_callback())
     checkpoint = last_complete_checkpoint(run.checkpoints_dir) if resume else None
     try:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

@@ -46,7 +46,11 @@ def render(tokenizer, prompt) -> str:
         return str(prompt)
     if not has_chat_template(tokenizer):
         return transcript(prompt)
-    text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    return _without_bos(tokenizer, tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False))
+
+
+def _without_bos(tokenizer, text: str) -> str:
+    """A rendered text without the BOS its template wrote, when the tokenizer adds BOS itself."""
     bos = tokenizer.bos_token
     return text[len(bos):] if bos and text.startswith(bos) and adds_bos(tokenizer) else text
 
@@ -58,9 +62,7 @@ def render_exchange(tokenizer, prompt, completion) -> str:
     as TRL renders it in training."""
     if is_conversation(completion):
         if is_conversation(prompt) and has_chat_template(tokenizer):
-            text = tokenizer.apply_chat_template(prompt + completion, tokenize=False)
-            bos = tokenizer.bos_token
-            text = text[len(bos):] if bos and text.startswith(bos) and adds_bos(tokenizer) else text
+            text = _without_bos(tokenizer, tokenizer.apply_chat_template(prompt + completion, tokenize=False))
             return text.rstrip().removesuffix(tokenizer.eos_token or "\0")
         completion = " " + completion[-1]["content"]
     completion = completion.removesuffix(tokenizer.eos_token or "\0")

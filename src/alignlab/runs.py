@@ -27,7 +27,9 @@ STATUS_FILE = "status.json"
 
 
 def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+    from .distributed import rank_and_count
+
+    return rank_and_count()[0] == 0
 
 
 def write_summary(folder: Path, summary: dict) -> None:

@@ -85,7 +85,7 @@ def test_held_out_prompts_are_not_training_prompts_for_any_seed(tmp_path, seed):
     """overoptimization and frontier draw their prompts with review_prompt_sets; their policies
     start from the lifecycle's SFT run, so its demonstrations are training prompts too."""
     from alignlab.experiments import demo
-    from alignlab.experiments.overoptimization import review_prompt_sets
+    from alignlab.experiments.common import review_prompt_sets
     from alignlab.runs import read_jsonl
     from alignlab.world import World
 
@@ -98,7 +98,7 @@ def test_held_out_prompts_are_not_training_prompts_for_any_seed(tmp_path, seed):
 
 
 def test_measure_reports_the_raw_kl_estimate_and_its_error(monkeypatch):
-    from alignlab.experiments import overoptimization
+    from alignlab.experiments import common
     from alignlab.sampling import Sample
 
     class Judge:
@@ -108,11 +108,11 @@ def test_measure_reports_the_raw_kl_estimate_and_its_error(monkeypatch):
             return [float(len(c)) for c in completions]
 
     prompts = ["a", "b", "c"]
-    monkeypatch.setattr(overoptimization, "sample", lambda model, tok, ps, *a, **k: [
+    monkeypatch.setattr(common, "sample", lambda model, tok, ps, *a, **k: [
         Sample(p, "x" * (i + 1), [1], [2]) for i, p in enumerate(ps)])
     logprobs = {"policy": [-1.0, -2.0, -3.0], "reference": [-0.7, -2.1, -2.9]}  # log ratios -0.3, 0.1, -0.1
-    monkeypatch.setattr(overoptimization, "completion_logprobs", lambda model, *a, **k: logprobs[model])
-    result = overoptimization.measure("policy", "reference", None, {"gold": Judge()}, prompts, seed=0)
+    monkeypatch.setattr(common, "completion_logprobs", lambda model, *a, **k: logprobs[model])
+    result = common.measure("policy", "reference", None, {"gold": Judge()}, prompts, seed=0)
     assert result["kl"] == pytest.approx(-0.1)  # noise below 0 stays visible, not clamped
     assert result["kl_se"] == pytest.approx(0.2 / math.sqrt(3))
     assert result["gold"] == pytest.approx(2.0) and result["gold_se"] == pytest.approx(1 / math.sqrt(3))

@@ -1,6 +1,5 @@
 """Format adapters on the real files in ../shared/data: each common shape becomes TRL's format, and the
 stages train on it with no conversion by hand."""
-import json
 
 import pytest
 

@@ -8,7 +8,7 @@ import pytest
 from alignlab.errors import InputError
 from alignlab.evals.benchmarks import bleu, self_bleu
 from alignlab.experiments.elasticity_fit import sign_test_p, slope, spearman
-from alignlab.experiments.overoptimization import mean_and_se
+from alignlab.experiments.common import mean_and_se
 
 
 def upper_tail(successes: int, total: int) -> float:

@@ -234,15 +234,24 @@ experiment_app = typer.Typer(no_args_is_help=True, help="Reproductions of publis
 app.add_typer(experiment_app, name="experiment")
 
 
+PolicyOpt = typer.Option(None, "--policy", help="your starting policy (hub name or folder) instead of the world's "
+                                                "SFT model; with --gold and --prompts")
+GoldOpt = typer.Option(None, "--gold", help="scorer spec that plays the true reward: a classifier or reward-model "
+                                            "folder, 'vader', 'llm-judge:MODEL', ...")
+PromptsOpt = typer.Option(None, "--prompts", help="a file or hub set with a 'prompt' column (plain text or "
+                                                  "messages), split into training and held-out prompts")
+
+
 @experiment_app.command("overoptimization")
 def experiment_overoptimization(
         out: Path = typer.Option(Path("runs/overoptimization"), "--out", "-o"),
         seed: int = ExperimentSeed,
-        micro: bool = MicroOpt):
+        micro: bool = MicroOpt,
+        policy: Optional[str] = PolicyOpt, gold: Optional[str] = GoldOpt, prompts: Optional[str] = PromptsOpt):
     """Gao et al. 2022: gold vs proxy reward under best-of-n and PPO, for proxies of several data sizes."""
     from .experiments import overoptimization
 
-    overoptimization.run(out, seed=seed, micro=micro)
+    overoptimization.run(out, seed=seed, micro=micro, policy=policy, gold=gold, prompts=prompts)
     typer.echo(f"report: {out / 'report.html'}")
 
 
@@ -250,11 +259,30 @@ def experiment_overoptimization(
 def experiment_reversal(
         out: Path = typer.Option(Path("runs/reversal"), "--out", "-o"),
         seed: int = ExperimentSeed,
-        micro: bool = MicroOpt):
+        micro: bool = MicroOpt,
+        aligned: Optional[str] = typer.Option(None, "--aligned", help="your aligned model (hub name or folder) "
+                                                                      "instead of the world lifecycle; with --text"),
+        base: Optional[str] = typer.Option(None, "--base", help="its base model, for the gaps, KL and weight deltas"),
+        text: Optional[str] = typer.Option(None, "--text", help="pretraining-style documents (text/jsonl 'text' "
+                                                                "column or a hub set); a share is held out"),
+        prompts: Optional[str] = typer.Option(None, "--prompts", help="prompts to measure refusals, the judge and KL "
+                                                                      "on (e.g. XSTest's file)"),
+        judge: Optional[str] = typer.Option(None, "--judge", help="scorer spec for the replies to --prompts")):
     """Undo alignment with a merged LoRA (gpt-oss-20b-base recipe): back to base? weight space; the tax table."""
+    from .errors import InputError
     from .experiments import reversal
 
-    reversal.run(out, seed=seed, micro=micro)
+    if aligned or text:
+        if not (aligned and text):
+            raise InputError(f"{'--text' if aligned else '--aligned'}: your own reversal needs --aligned and --text")
+        summary = reversal.run_own(out, aligned, text, base=base, prompts=prompts, judge=judge, seed=seed,
+                                   micro=micro)
+        for claim, ok in summary["verdicts"].items():
+            typer.echo(f"{claim}: {'not measured' if ok is None else 'yes' if ok else 'no'}")
+    elif base or prompts or judge:
+        raise InputError("--aligned: --base, --prompts and --judge measure your own aligned model; name it")
+    else:
+        reversal.run(out, seed=seed, micro=micro)
     typer.echo(f"report: {out / 'report.html'}")
 
 
@@ -265,15 +293,16 @@ def experiment_frontier(
         micro: bool = MicroOpt,
         data: str = typer.Option("auto", "--data", help="world | imdb | both | auto (both when --imdb is found)"),
         imdb: Path | None = typer.Option(None, "--imdb", help="folder with the aclImdb JSONL files "
-                                                              "(default $ALIGNLAB_SHARED_DATA/imdb, else ../shared/data/imdb)")):
+                                                              "(default $ALIGNLAB_SHARED_DATA/imdb, else ../shared/data/imdb)"),
+        policy: Optional[str] = PolicyOpt, gold: Optional[str] = GoldOpt, prompts: Optional[str] = PromptsOpt):
     """DPO paper: the reward-vs-KL frontier of DPO, PPO, preferred-FT and best-of-n (world and IMDb sentiment)."""
     from .experiments import frontier, imdb as imdb_data
 
     imdb = imdb or imdb_data.default_dir()
-    if data == "auto":
+    if data == "auto" and not (policy or gold or prompts):
         data = "both" if (imdb / imdb_data.UNSUP).is_file() else "world"
         typer.echo(f"frontier: data {data}" + ("" if data == "both" else f" (no IMDb files in {imdb})"))
-    frontier.run(out, seed=seed, micro=micro, data=data, imdb=imdb)
+    frontier.run(out, seed=seed, micro=micro, data=data, imdb=imdb, policy=policy, gold=gold, prompts=prompts)
     typer.echo(f"report: {out / 'report.html'}")
 
 
@@ -282,15 +311,16 @@ elasticity_app = typer.Typer(no_args_is_help=True, help="Ji et al. 2025, 'Langua
 app.add_typer(elasticity_app, name="elasticity")
 ElasticityOut = typer.Option(Path("runs/elasticity"), "--out", "-o", help="folder for the runs and the report")
 ElasticityData = typer.Option("world", "--data", help="world | imdb (DATA_ROOT/imdb) | safety (DATA_ROOT's hh-rlhf "
-                                                    "and PKU-SafeRLHF files)")
+                                                    "and PKU-SafeRLHF files) | files (your --positive/--negative)")
 ElasticityRoot = typer.Option(None, "--data-root", help="folder of the real data sets, read in place "
                                                         "(default $ALIGNLAB_SHARED_DATA, else ../shared/data)")
 
 
-def _elasticity(parts: tuple[str, ...], out: Path, seed: int, micro: bool, data: str, data_root: Path | None) -> None:
+def _elasticity(parts: tuple[str, ...], out: Path, seed: int, micro: bool, data: str, data_root: Path | None,
+                **own) -> None:
     from .experiments import elasticity
 
-    summary = elasticity.run(out, parts=parts, seed=seed, micro=micro, data=data, data_root=data_root)
+    summary = elasticity.run(out, parts=parts, seed=seed, micro=micro, data=data, data_root=data_root, **own)
     for claim, ok in summary["verdicts"].items():
         typer.echo(f"{claim}: {'not measured' if ok is None else 'supported' if ok else 'not reproduced'}")
     typer.echo(f"report: {out / 'report.html'}  ({summary['wall_seconds']:.0f} s)")
@@ -309,8 +339,18 @@ def _elasticity_command(name: str):
     parts = ("resistance", "rebound", "scaling", "compression") if name == "all" else (name,)
 
     def command(out: Path = ElasticityOut, seed: int = ExperimentSeed, micro: bool = MicroOpt,
-                data: str = ElasticityData, data_root: Path | None = ElasticityRoot):
-        _elasticity(parts, out, seed, micro, data, data_root)
+                data: str = ElasticityData, data_root: Path | None = ElasticityRoot,
+                model: Optional[str] = typer.Option(None, "--model", help="your base model (hub name or folder) "
+                                                                          "instead of the setting's tiny base"),
+                judge: Optional[str] = typer.Option(None, "--judge", help="scorer spec replacing the setting's judge"),
+                positive: Optional[str] = typer.Option(None, "--positive", help="--data files: alignment examples "
+                                                       "(any SFT format; a preference file gives both kinds)"),
+                negative: Optional[str] = typer.Option(None, "--negative", help="--data files: contrary examples"),
+                text: Optional[str] = typer.Option(None, "--text", help="--data files: fresh pretraining-style text"),
+                pretrain_tokens: Optional[int] = typer.Option(None, "--pretrain-tokens",
+                                                              help="--model's pretraining tokens (compression)")):
+        _elasticity(parts, out, seed, micro, data, data_root, model=model, judge=judge, positive=positive,
+                    negative=negative, text=text, pretrain_tokens=pretrain_tokens)
 
     command.__doc__ = ELASTICITY_COMMANDS[name]
     return command

@@ -160,6 +160,12 @@ class EvalConfig(StageConfig):
     benchmarks: list[Literal["hellaswag", "piqa", "mmlu", "truthfulqa_mc1"]] = Field(
         [], description="multiple-choice benchmarks read from data_root")
     benchmark_items: int = Field(200, ge=1, description="seeded subsample per benchmark")
+    harness_tasks: list[str] = Field([], description="lm-evaluation-harness task names (pip install "
+                                                     "'alignlab[harness]'): its own prompts and metrics, comparable "
+                                                     "with published numbers")
+    harness_include: str | None = Field(None, description="a folder of task YAMLs of your own for the harness")
+    harness_limit: int | None = Field(None, ge=1, description="at most this many items per harness task")
+    harness_fewshot: int | None = Field(None, ge=0, description="few-shot examples (default: each task's own)")
     xstest: bool = Field(False, description="over-refusal on XSTest's safe prompts (and refusal on its unsafe ones)")
     data_root: str | None = Field(None, description="folder of the real data sets (default $ALIGNLAB_SHARED_DATA "
                                                     "or ../shared/data)")

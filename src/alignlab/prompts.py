@@ -74,6 +74,20 @@ def render_exchange(tokenizer, prompt, completion) -> str:
     return rendered + completion
 
 
+def plain_pair(tokenizer, prompt, completion) -> tuple[str, str]:
+    """A prompt and its answer as the plain texts this model reads: the prompt rendered (chat template,
+    generation prompt), the answer as the template writes it after that prompt (end-of-turn included),
+    so that training on the pair as text is training on what the template would have produced."""
+    rendered = render(tokenizer, prompt)
+    if not is_conversation(completion):
+        return rendered, str(completion)
+    if is_conversation(prompt) and has_chat_template(tokenizer):
+        whole = _without_bos(tokenizer, tokenizer.apply_chat_template(prompt + completion, tokenize=False))
+        if whole.startswith(rendered):  # templates that rewrite earlier turns (e.g. drop thinking) do not
+            return rendered, whole[len(rendered):]
+    return rendered, " " + completion[-1]["content"]
+
+
 def as_text(tokenizer, row: dict) -> dict:
     """A conversational TRL row (prompt, completion / chosen / rejected) as plain text, for a tokenizer
     without a chat template, which TRL's trainers cannot render: the prompt as a transcript, each answer

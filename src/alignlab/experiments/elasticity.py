@@ -32,7 +32,7 @@ from ..runs import write_summary
 from .elasticity_fit import sign_test_p, spearman
 
 PARTS = ("resistance", "rebound", "scaling", "compression")
-DATA = ("world", "imdb", "safety")
+DATA = ("world", "imdb", "safety", "files")
 RHO = 0.8  # a monotone trend: Spearman rho at least this (with 3 points: strictly monotone)
 TRAIN = dict(batch_size=16, lr=3e-4, warmup_steps=5, max_length=128, logging_steps=5)
 SCALES = {
@@ -62,33 +62,89 @@ SCALES = {
 }
 
 
-def setting_for(data: str, out: Path, seed: int, micro: bool, scale: dict, data_root: Path | None):
-    """The data setting; real data is read in place from `data_root` (default: shared_data_dir())."""
+def setting_for(data: str, out: Path, seed: int, micro: bool, scale: dict, data_root: Path | None,
+                own: dict | None = None):
+    """The data setting; real data is read in place from `data_root` (default: shared_data_dir()).
+    `own`: the user's model, judges and files (see `own_pieces`), checked already."""
     from ..evals.benchmarks import shared_data_dir
     from . import elasticity_data as d
 
+    own = own or {}
     root = Path(data_root or shared_data_dir())
+    if data == "files":
+        return d.files_setting(out / "files", seed, scale, own["model"], own["positive"], own["negative"],
+                               own["text"], own["judges"])
     if data == "world":
-        return d.world_setting(out / "world", seed, micro, scale)
-    if data == "imdb":
-        return d.imdb_setting(out, seed, micro, scale, root / "imdb")
-    return d.safety_setting(out, seed, micro, scale, root)
+        setting = d.world_setting(out / "world", seed, micro, scale, own.get("model"))
+    elif data == "imdb":
+        setting = d.imdb_setting(out, seed, micro, scale, root / "imdb")
+    else:
+        setting = d.safety_setting(out, seed, micro, scale, root)
+    # imdb and safety train their judges on their own tiny base; the user's model takes the base's place
+    if own.get("model"):
+        setting.base = Path(own["model"])
+    if own.get("judges"):
+        setting.judges, setting.judge_accuracy = own["judges"], None
+    return setting
+
+
+def own_pieces(parts, data: str, model: str | None, judge: str | None, positive: str | None,
+               negative: str | None, text: str | None) -> dict:
+    """The user's model, judge and files, each checked before any run starts: a missing or inconsistent
+    piece is a one-line error now, not after an hour of runs."""
+    from .common import check_judge, check_model
+
+    if (positive or negative or text) and data != "files":
+        raise InputError("--positive/--negative/--text: these are your own data setting (--data files)")
+    if data == "files":
+        for value, option, what in ((positive, "--positive", "the alignment (positive) examples"),
+                                    (model, "--model", "the model to align (your data, your model)"),
+                                    (judge, "--judge", "a scorer for your data (a classifier or reward-model "
+                                                       "folder, 'vader', 'llm-judge:MODEL', ...)")):
+            if not value:
+                raise InputError(f"{option}: --data files needs {what}")
+        if "compression" in parts and not text:
+            raise InputError("--text: compression measures bits per byte on fresh pretraining-style text; "
+                             "name a file")
+        for spec, option in ((positive, "--positive"), (negative, "--negative"), (text, "--text")):
+            if spec and not Path(spec).exists() and (spec.startswith((".", "/", "~")) or Path(spec).suffix):
+                raise InputError(f"{option}: {spec} does not exist")
+    if model and "scaling" in parts:
+        raise InputError("scaling: this part pretrains bases of several sizes and token budgets itself; with "
+                         "--model run resistance, rebound or compression")
+    own: dict = {"positive": positive, "negative": negative, "text": text}
+    if model:
+        own["model"] = check_model(model, "--model")
+    if judge:
+        own["judges"] = {judge: check_judge(judge)}
+    return own
 
 
 def run(out: Path, parts=PARTS, seed: int = 0, micro: bool = False, data: str = "world",
-        data_root: Path | None = None) -> dict:
+        data_root: Path | None = None, model: str | None = None, judge: str | None = None,
+        positive: str | None = None, negative: str | None = None, text: str | None = None,
+        pretrain_tokens: int | None = None) -> dict:
+    """One or more parts of the experiment, on the world's own tiny base by default. `model` (a hub name
+    or folder) starts every run from the user's model instead; `judge` (a scorer spec) replaces the
+    setting's judges; data="files" reads the user's `positive`/`negative` examples and `text`.
+    `pretrain_tokens`: how many tokens the user's model was pretrained on, for the compression ratio."""
     from . import elasticity_runs as runs
 
     if data not in DATA:
         raise InputError(f"data: must be one of {', '.join(DATA)}, not {data!r}")
     if unknown := set(parts) - set(PARTS):
         raise InputError(f"elasticity: unknown part {sorted(unknown)[0]!r}; choose from {', '.join(PARTS)}")
+    own = own_pieces(parts, data, model, judge, positive, negative, text)
     start, out = time.time(), Path(out)
     scale = SCALES["micro" if micro else "default"]
-    setting = setting_for(data, out, seed, micro, scale, data_root)
-    summary: dict = {"data": data, "micro": micro, "seed": seed, "parts": list(parts),
+    setting = setting_for(data, out, seed, micro, scale, data_root, own)
+    quality = ("the user's judge: its accuracy is not measured here" if judge else
+               "exact: the world's gold judge" if setting.judge_accuracy is None else
+               f"held-out accuracy {setting.judge_accuracy:.3f}")
+    summary: dict = {"data": data, "micro": micro, "seed": seed, "parts": list(parts), "model": model or "its own base",
                      "judge": next(iter(setting.judges)), "judge_accuracy": setting.judge_accuracy,
-                     "base_pretrain_tokens": runs.pretrain_tokens(setting.base)}
+                     "judge_quality": quality,
+                     "base_pretrain_tokens": pretrain_tokens if model else runs.pretrain_tokens(setting.base)}
 
     if "resistance" in parts:
         summary.update(resistance_summary(runs.resistance(setting, out, [seed + i for i in range(scale["seeds"])],
@@ -99,7 +155,7 @@ def run(out: Path, parts=PARTS, seed: int = 0, micro: bool = False, data: str = 
                   for a in scale["amounts"]}
     if "rebound" in parts:
         summary.update(rebound_summary(curves))
-    if {"scaling", "compression"} & set(parts):
+    if "scaling" in parts or ("compression" in parts and not model):  # a user's model has one budget
         budgets = budget_curves(setting, out, seed, scale)
     if "scaling" in parts:
         summary.update(scaling_summary(size_curves(setting, out, seed, scale), budgets, scale["scaling_amount"]))
@@ -198,14 +254,18 @@ def compression_row(source: str, pretrain_tokens: int, curve: dict) -> dict | No
         return None
     d_pre, d_align = last["bpb_pretrain"] - first["bpb_pretrain"], last["bpb_align"] - first["bpb_align"]
     return {"source": source, "pretrain_tokens": pretrain_tokens, "align_tokens": curve["align_tokens"],
-            "theory_ratio": pretrain_tokens / curve["align_tokens"], "delta_bpb_pretrain": d_pre,
+            "theory_ratio": pretrain_tokens / curve["align_tokens"] if pretrain_tokens else None,
+            "delta_bpb_pretrain": d_pre,
             "delta_bpb_align": d_align, "measured_ratio": abs(d_align) / abs(d_pre) if d_pre else None}
 
 
 def ratio_rho(rows: list[dict]) -> float | None:
     """Spearman rho of the measured bpb-change ratio against |D_pretrain| / |D_align|."""
     rows = [r for r in rows if r["measured_ratio"] is not None]
-    return spearman([r["theory_ratio"] for r in rows], [r["measured_ratio"] for r in rows])
+    # a user's model of unknown |D_pretrain| has one base: the same numerator in every row, so the ratio
+    # ranks exactly as 1 / |D_align|
+    theory = [r["theory_ratio"] if r["theory_ratio"] is not None else 1 / r["align_tokens"] for r in rows]
+    return spearman(theory, [r["measured_ratio"] for r in rows])
 
 
 def verdicts(s: dict) -> dict[str, tuple[bool | None, str]]:

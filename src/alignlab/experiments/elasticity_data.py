@@ -11,7 +11,12 @@ for the compression view:
   trained on IMDb labels (first) and VADER;
 - safety: a tiny base pretrained on hh-rlhf harmless-base transcripts (both answers: the wild
   has both); positive/negative = PKU-SafeRLHF-derived safer / less safe responses; judge = a
-  classifier trained on those labels. Read in place from ../shared/data, never copied.
+  classifier trained on those labels. Read in place from ../shared/data, never copied;
+- files: the user's own data (--positive, --negative, any format alignlab reads; a preference file
+  alone gives both: chosen answers are positive, rejected negative), rendered with the model's chat
+  template; a quarter of the positive prompts held out; judge = the user's scorer (--judge); fresh
+  pretraining-style text from --text.
+Any setting can start from the user's model instead of its own tiny base (--model); the judges stay.
 """
 from __future__ import annotations
 
@@ -65,13 +70,14 @@ def world_reviews(world: World, polarity: str, n: int, seed: int, split: str = "
     return rows
 
 
-def world_setting(out: Path, seed: int, micro: bool, scale: dict) -> Setting:
+def world_setting(out: Path, seed: int, micro: bool, scale: dict, model: str | None = None) -> Setting:
     from ..scoring import make_scorer
     from ..stages import pretrain, tokenizer
 
     cfgs = demo.configs(out, seed, micro)  # the demo's tokenizer and base (micro: a 100-step base)
-    demo.stage(tokenizer, cfgs["tokenizer"])
-    base = demo.stage(pretrain, cfgs["base"])
+    if model is None:
+        demo.stage(tokenizer, cfgs["tokenizer"])
+    base = Path(model) if model else demo.stage(pretrain, cfgs["base"])
     world = World(cfgs["base"].world_seed)
     n = scale["resistance_prompts"]
     kinds = ["review", "harmful", "benign", "contrast", "knowledge"]
@@ -191,5 +197,66 @@ def safety_setting(out: Path, seed: int, micro: bool, scale: dict, data_root: Pa
         # transcripts beyond the pretraining slice were never trained on
         pretrain_heldout=corpus[scale["safety_docs"]:scale["safety_docs"] + scale["heldout_docs"]],
         align_heldout=_as_texts(pick(rows(0, True), scale["heldout_docs"], seed)),
+        max_new_tokens=scale["max_new_tokens"],
+    )
+
+
+# ----- the user's own files ---------------------------------------------------------------------
+
+def files_setting(out: Path, seed: int, scale: dict, base: str, positive: str, negative: str | None,
+                  text: str | None, judges: dict) -> Setting:
+    """The user's positive and negative examples (prompt/completion, messages, or one preference file
+    for both), rendered as plain text with `base`'s chat template so every run trains on exactly what
+    the model reads; the held-out quarter of the positive prompts is what the judges score."""
+    from ..data import read_examples, read_texts
+    from ..models import load_tokenizer
+    from ..prompts import plain_pair
+
+    tokenizer = load_tokenizer(str(base))
+    asked: dict[str, object] = {}  # rendered prompt -> the prompt as the file gives it (judges render their own way)
+
+    def plain(rows: Rows, answer: str = "completion") -> Rows:
+        out = []
+        for r in rows:
+            prompt, completion = (r["messages"][:-1], r["messages"][-1:]) if "messages" in r else (r["prompt"], r[answer])
+            text, reply = plain_pair(tokenizer, prompt, completion)
+            asked[text] = prompt
+            out.append({"prompt": text, "completion": reply})
+        return out
+
+    kinds = ("prompt-completion", "messages", "preference")
+    rows, kind = read_examples(positive, kinds)
+    if kind == "preference":
+        if negative:
+            raise InputError(f"--negative: {positive} is a preference file, whose rejected answers are the negative "
+                             "examples already; give one or the other")
+        good, bad = plain(rows, "chosen"), plain(rows, "rejected")
+    elif not negative:
+        raise InputError(f"--negative: {positive} holds {kind} rows; name the contrary examples too "
+                         "(or give one preference file with chosen and rejected answers)")
+    else:
+        good, bad = plain(rows), plain(read_examples(negative, kinds[:2])[0])
+    prompts = sorted({r["prompt"] for r in good})
+    random.Random(seed).shuffle(prompts)
+    held = set(prompts[:len(prompts) // 4])
+    if len(held) < 8:
+        raise InputError(f"--positive: {positive}: {len(prompts)} distinct prompts; at least 32 are needed "
+                         "(a quarter held out for the judges)")
+    train, held_rows = [r for r in good if r["prompt"] not in held], [r for r in good if r["prompt"] in held]
+    bad = [r for r in bad if r["prompt"] not in held]
+    held_prompts = [asked[p] for p in sorted(held)]
+    pretrain_text = read_texts(text)[:scale["heldout_docs"]] if text else []
+
+    def pick(part: Rows, k: int, s: int) -> Rows:
+        return random.Random(s).sample(part, min(k, len(part)))
+
+    return Setting(
+        name="files", base=Path(base),
+        positive=lambda k, s: pick(train, k, s), negative=lambda k, s: pick(bad, k, s),
+        demonstrations=lambda k, s: pick(train, k, s + 7),
+        resistance_prompts=held_prompts[:scale["resistance_prompts"]],
+        eval_prompts=held_prompts[:scale["eval_prompts"]],
+        judges=judges, pretrain_heldout=pretrain_text,
+        align_heldout=_as_texts(pick(held_rows, scale["heldout_docs"], seed)),
         max_new_tokens=scale["max_new_tokens"],
     )

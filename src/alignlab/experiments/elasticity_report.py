@@ -22,18 +22,15 @@ def _with_knees(fig, curves: dict):
     return fig
 
 
-def _judge_quality(accuracy) -> str:
-    return "exact: the world's gold judge" if accuracy is None else f"held-out accuracy {accuracy:.3f}"
-
-
 def write_report(out: Path, s: dict) -> Path:
     from ..report import Report, plot_curves
 
     judge = s["judge"]
     title = f"Elasticity of alignment (Ji et al., ACL 2025) on {s['data']}" + (" (micro)" if s["micro"] else "")
+    tokens = s["base_pretrain_tokens"]
     report = Report(title,
-                    f"judge: {judge} ({_judge_quality(s.get('judge_accuracy'))}); "
-                    f"base pretrained on {s['base_pretrain_tokens']} tokens; "
+                    f"model: {s.get('model', 'its own base')}; judge: {judge} ({s['judge_quality']}); "
+                    f"base pretrained on {'an unknown number of' if tokens is None else tokens} tokens; "
                     f"wall time {s['wall_seconds']:.0f} s (finished runs are reused); parts: {', '.join(s['parts'])}")
     report.heading("Verdicts").verdicts({c: (ok, s["verdict_details"][c]) for c, ok in s["verdicts"].items()})
     report.text("Criteria are fixed in code (experiments/elasticity.py) and were not tuned to the results. "

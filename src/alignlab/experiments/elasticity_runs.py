@@ -25,6 +25,7 @@ import yaml
 from ..config import PretrainConfig, SFTConfig
 from ..runs import read_jsonl, read_metrics
 from . import demo
+from .common import frozen
 from .elasticity_data import Setting
 from .elasticity_fit import knee, slope_ratio, slowed
 
@@ -132,7 +133,7 @@ def resistance(setting: Setting, out: Path, seeds: list[int], scale: dict) -> li
     """Per seed: SFT slices theta_1 < theta_2 < theta_3, their responses to the same held-out prompts,
     then for every pair i < j forward (theta_i on theta_j's responses) and inverse (theta_j on
     theta_i's) with the same hyperparameters. One record per (seed, pair) with both loss curves."""
-    from ..models import load_model, load_tokenizer
+    from ..models import load_tokenizer
     from ..sampling import sample
     from ..scoring import checked_scores
     from ..stages import sft
@@ -152,9 +153,10 @@ def resistance(setting: Setting, out: Path, seeds: list[int], scale: dict) -> li
         for i, path in enumerate(slices, 1):
             file = folder / f"responses-theta{i}.jsonl"
             if not file.exists():
-                samples = sample(load_model(str(path)), tokenizer, setting.resistance_prompts,
+                samples = sample(frozen(path), tokenizer, setting.resistance_prompts,
                                  setting.max_new_tokens, 1.0, seed=seed)
-                write_rows(file, [{"prompt": s.prompt, "completion": s.completion}
+                # as the model read the prompt: a conversation's training row is its rendered text
+                write_rows(file, [{"prompt": s.text, "completion": s.completion}
                                   for s in samples if s.completion.strip()])
             responses.append(str(file))
             rows = read_jsonl(file)  # how far apart the slices are: the first judge's mean over their answers

@@ -7,8 +7,10 @@ al. 2023, fig. 2): the reward-vs-KL frontier of
 all measured on held-out prompts: mean reward (with its standard error) and KL(policy || start)
 estimated from the policy's own samples.
 
-Two settings:
+Settings:
 - world: the world's review prompts, gold sentiment as the reward, the world's SFT model;
+- own: the user's starting policy (--policy), reward (--gold, any scorer spec) and prompt file
+  (--prompts), split into training and held-out prompts;
 - imdb: a tiny base pretrained on IMDb reviews, review prefixes as prompts, run twice, once
   with the sentiment classifier trained on IMDb labels as the reward and once with VADER (each
   point also carries the other judge's score).
@@ -30,7 +32,7 @@ from ..sampling import sample
 from ..scoring import checked_scores, make_scorer
 from ..stages.best_of_n import kl_analytic, picks
 from . import demo
-from .overoptimization import WORLD_SEED, lifecycle, mean_and_se, measure, review_prompt_sets
+from .common import WORLD_SEED, frozen, lifecycle, mean_and_se, measure, review_prompt_sets
 
 SCALES = {
     "default": dict(betas=[0.05, 0.1, 0.5], kl_coefs=[0.01, 0.05, 0.2], n_max=64, eval_prompts=48,
@@ -44,10 +46,8 @@ SCALES = {
 
 def best_of_n_points(policy: str, tokenizer, scorers: dict, prompts: list[str], n_max: int, seed: int) -> list[dict]:
     """Best-of-n by the first scorer (the reward), from one pool of n_max samples per prompt."""
-    from ..models import load_model
-
     repeated = [p for p in prompts for _ in range(n_max)]
-    completions = [s.completion for s in sample(load_model(policy), tokenizer, repeated, 48, 1.0, seed=seed)]
+    completions = [s.completion for s in sample(frozen(policy), tokenizer, repeated, 48, 1.0, seed=seed)]
     scores = {name: checked_scores(scorer, repeated, completions) for name, scorer in scorers.items()}
     reward = scores[next(iter(scorers))]
     points, n = [], 1
@@ -87,10 +87,10 @@ def verdict(methods: dict) -> dict:
 def frontier(out: Path, policy: str, reward: str, scorers: dict, prompts_file: str, eval_prompts: list[str],
              scale: dict, seed: int) -> dict:
     """Every method's points for one starting policy and one reward (scorers: reward first)."""
-    from ..models import load_model, load_tokenizer
+    from ..models import load_tokenizer
     from ..stages import dpo, ppo, sft
 
-    tokenizer, reference = load_tokenizer(policy), load_model(policy)
+    tokenizer, reference = load_tokenizer(policy), frozen(policy)
     repeated = eval_prompts * scale["samples_per_eval_prompt"]
 
     def point(model) -> dict:  # KL to the start, and each judge's mean and standard error
@@ -101,33 +101,49 @@ def frontier(out: Path, policy: str, reward: str, scorers: dict, prompts_file: s
         path = demo.stage(dpo, DPOConfig(out=str(out / f"dpo-beta{beta}"), model=policy, prompts=prompts_file,
                                          judge=reward, n_prompts=scale["n_prompts"], beta=beta, seed=seed,
                                          max_steps=scale["ppo_steps"] * 2))
-        methods["dpo"].append({"beta": beta, **point(load_model(str(path)))})
+        methods["dpo"].append({"beta": beta, **point(frozen(path))})
     pairs = read_jsonl(out / f"dpo-beta{scale['betas'][0]}" / "pairs.jsonl")
     chosen = out / "preferred.jsonl"
     chosen.write_text("".join(json.dumps({"prompt": p["prompt"], "completion": p["chosen"]}) + "\n" for p in pairs))
     path = demo.stage(sft, SFTConfig(out=str(out / "preferred-ft"), model=policy, data=str(chosen), seed=seed,
                                      max_steps=scale["ppo_steps"] * 2))
-    methods["preferred-ft"] = [point(load_model(str(path)))]
+    methods["preferred-ft"] = [point(frozen(path))]
     methods["ppo"] = []
     for kl_coef in scale["kl_coefs"]:
         path = demo.stage(ppo, PPOConfig(out=str(out / f"ppo-kl{kl_coef}"), model=policy, reward=reward,
                                          prompts=prompts_file, n_prompts=scale["n_prompts"], kl_coef=kl_coef,
                                          lr=1e-4, seed=seed, max_steps=scale["ppo_steps"],
                                          save_steps=scale["ppo_steps"]))
-        methods["ppo"].append({"kl_coef": kl_coef, **point(load_model(str(path)))})
+        methods["ppo"].append({"kl_coef": kl_coef, **point(frozen(path))})
     methods["best-of-n"] = best_of_n_points(policy, tokenizer, scorers, repeated, scale["n_max"], seed)
     return {"reward": reward, "methods": methods, **verdict(methods)}
 
 
-def run(out: Path, seed: int = 0, micro: bool = False, data: str = "world", imdb: Path | None = None) -> dict:
+def run(out: Path, seed: int = 0, micro: bool = False, data: str = "world", imdb: Path | None = None,
+        policy: str | None = None, gold: str | None = None, prompts: str | None = None) -> dict:
+    """The frontier in each setting of `data`; with `policy`, on the user's own policy, reward (`gold`)
+    and prompts instead (data is then "own")."""
     from . import imdb as imdb_data
+    from .common import check_judge, check_model, prompt_split
 
-    if data not in ("world", "imdb", "both"):
+    if policy or gold or prompts:
+        if not (policy and gold and prompts):
+            missing = next(o for o, v in (("--policy", policy), ("--gold", gold), ("--prompts", prompts)) if not v)
+            raise InputError(f"{missing}: your own setting needs --policy, --gold and --prompts together")
+        data = "own"
+    if data not in ("world", "imdb", "both", "own"):
         raise InputError(f"data: must be world, imdb or both, not {data!r}")
     imdb = Path(imdb or imdb_data.default_dir())
-    if data != "world":
+    if data in ("imdb", "both"):
         imdb_data.source_files(imdb)  # fail before hours of world runs, not after
     out, settings = Path(out), {}
+    if data == "own":
+        scale = SCALES["micro" if micro else "default"]
+        reward = check_judge(gold, "--gold")
+        check_model(policy, "--policy")
+        prompts_file, eval_prompts = prompt_split(prompts, out / "own", scale["n_prompts"], scale["eval_prompts"], seed)
+        settings["own"] = frontier(out / "own", policy, gold, {"reward": reward}, prompts_file, eval_prompts,
+                                   scale, seed)
     if data in ("world", "both"):
         scale = SCALES["micro" if micro else "default"]
         policy = str(lifecycle(out, seed, micro)[1])

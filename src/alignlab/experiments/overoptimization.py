@@ -11,28 +11,25 @@ On the world's review prompts (gold = the world's exact sentiment judge):
 4. fits R_bon(d) = d(alpha - beta d) and R_RL(d) = d(alpha - beta log d) to the gold gain over
    the SFT policy (both are linear in alpha, beta: least squares), with R^2, and whether the
    gold peaks then falls while the proxy keeps rising.
+With --policy, --gold and --prompts the same runs start from the user's policy, take the user's
+scorer as the gold (a classifier, a large reward model, an LLM judge) and the user's prompts; the
+proxies are reward models initialised from the policy itself, as InstructGPT's were.
 """
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from statistics import StatisticsError, mean
+from statistics import mean
 
-from ..config import PPOConfig, RewardConfig, StageConfig
+from ..config import PPOConfig, RewardConfig
 from ..runs import write_summary
-from ..sampling import completion_logprobs, sample
+from ..sampling import sample
 from ..scoring import checked_scores, make_scorer
 from ..stages.best_of_n import kl_analytic, kl_empirical, picks
-from ..world import World
 from . import demo
+from .common import WORLD_SEED, distance, frozen, lifecycle, measure, review_prompt_sets
 
-# The world every model here is trained in: the stage configs leave world_seed at its default, so
-# it does not follow --seed. --seed varies the runs (init, data order, sampling); the held-out
-# prompts and the gold judge must come from this same world, or "held-out" items of World(seed)
-# can be training items of the world the models saw.
-WORLD_SEED = StageConfig.model_fields["world_seed"].default
-MICRO_BASE = dict(world_docs=4000, block_size=128, batch_size=16, max_steps=300, warmup_steps=20, save_steps=300)
 SCALES = {  # proxy data amounts (prompts whose 4 samples are paired) and sampling sizes
     "default": dict(proxy_prompts=[64, 256, 1024], eval_prompts=48, n_max=256, ppo_steps=40, ppo_save=8),
     "micro": dict(proxy_prompts=[16, 48], eval_prompts=6, n_max=16, ppo_steps=4, ppo_save=2),
@@ -61,70 +58,11 @@ def peaks_then_falls(values: list[float], tolerance: float = 0.02) -> bool:
     return top < len(values) - 1 and values[-1] < values[top] - tolerance
 
 
-def lifecycle(out: Path, seed: int, micro: bool, base_changes: dict | None = None) -> tuple[Path, Path]:
-    """Tokenizer, base and SFT runs for an experiment (reused when finished): (base, sft) folders."""
-    from ..stages import pretrain, sft, tokenizer
-
-    cfgs = demo.configs(out / "lifecycle", seed, micro)
-    if micro:  # the demo's micro base only emits noise, and noise ties every pair at sentiment 0
-        cfgs["base"] = cfgs["base"].model_copy(update=MICRO_BASE)
-        cfgs["sft"] = cfgs["sft"].model_copy(update={"max_steps": 30})
-    cfgs["base"] = cfgs["base"].model_copy(update=base_changes or {})
-    for name, module in [("tokenizer", tokenizer), ("base", pretrain), ("sft", sft)]:
-        demo.stage(module, cfgs[name])
-    return Path(cfgs["base"].out), Path(cfgs["sft"].out)
-
-
-def mean_and_se(values: list[float]) -> tuple[float, float]:
-    """The mean and its standard error, sample sd / sqrt(n) (scipy.stats.sem, ddof=1).
-    Needs at least 2 values (StatisticsError, a ValueError, as statistics.stdev raises)."""
-    from scipy.stats import sem
-
-    if len(values) < 2:
-        raise StatisticsError(f"mean_and_se: needs at least 2 values, got {len(values)}")
-    return mean(values), float(sem(values))
-
-
-def measure(model, reference, tokenizer, scorers: dict, prompts: list[str], seed: int) -> dict:
-    """KL(model || reference) and each scorer's mean, each with its standard error, all from one
-    set of the model's samples. The KL estimate is reported raw: near 0 it can come out negative,
-    and clamping it would bias every small KL upward and hide how noisy it is."""
-    samples = sample(model, tokenizer, prompts, 48, 1.0, seed=seed)
-    completions = [s.completion for s in samples]
-    ids = [s.prompt_ids for s in samples], [s.completion_ids for s in samples]
-    # per-sample log p_model(y|x) - log p_ref(y|x): their mean is the KL estimate, their spread its error
-    ratios = [a - b for a, b in zip(completion_logprobs(model, tokenizer, *ids),
-                                    completion_logprobs(reference, tokenizer, *ids))]
-    result = dict(zip(("kl", "kl_se"), mean_and_se(ratios)))
-    for name, scorer in scorers.items():
-        result[name], result[f"{name}_se"] = mean_and_se(checked_scores(scorer, prompts, completions))
-    return result
-
-
-def distance(kl: float) -> float:
-    """d = sqrt(KL), the x axis of Gao et al.'s fits; a negative KL estimate is noise around 0."""
-    return math.sqrt(max(kl, 0.0))
-
-
-def review_prompts_file(out: Path, world: World, split: str, n: int, seed: int) -> str:
-    path = out / f"prompts-{split}.jsonl"
-    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in world.prompts("review", split, n, seed)))
-    return str(path)
-
-
-def review_prompt_sets(out: Path, n_train: int, n_eval: int, seed: int) -> tuple[str, list[str]]:
-    """The training prompts file (reward models, DPO, PPO) and the held-out prompts, from the
-    world the models were trained in; `seed` only draws which prompts."""
-    world = World(WORLD_SEED)
-    return (review_prompts_file(out, world, "train", n_train, seed),
-            world.prompts("review", "eval", n_eval, seed))
-
-
 def best_of_n_curves(policy: str, proxies: dict, gold, prompts: list[str], n_max: int, seed: int) -> dict:
-    from ..models import load_model, load_tokenizer
+    from ..models import load_tokenizer
 
     repeated = [p for p in prompts for _ in range(n_max)]
-    samples = sample(load_model(policy), load_tokenizer(policy), repeated, 48, 1.0, seed=seed,
+    samples = sample(frozen(policy), load_tokenizer(policy), repeated, 48, 1.0, seed=seed,
                      desc=f"best-of-{n_max}: sampling")
     completions = [s.completion for s in samples]
     gold_scores = checked_scores(gold, repeated, completions)
@@ -146,43 +84,56 @@ def best_of_n_curves(policy: str, proxies: dict, gold, prompts: list[str], n_max
 def ppo_curve(out: Path, sft: Path, proxy_dir: Path, proxy, gold, prompts_file: str, eval_prompts: list[str],
               scale: dict, seed: int) -> list[dict]:
     """PPO against one proxy; each checkpoint scored by proxy and gold, KL to SFT from samples."""
-    from ..models import load_model, load_tokenizer
+    from ..models import load_tokenizer
     from ..stages import ppo
 
     cfg = PPOConfig(out=str(out), model=str(sft), reward=str(proxy_dir), prompts=prompts_file, seed=seed,
                     max_steps=scale["ppo_steps"], save_steps=scale["ppo_save"], kl_coef=0.01)
     demo.stage(ppo, cfg)
-    tokenizer, reference = load_tokenizer(str(sft)), load_model(str(sft))
+    tokenizer, reference = load_tokenizer(str(sft)), frozen(sft)
     checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     points = []
     for path in [sft, *checkpoints]:
-        model = reference if path == sft else load_model(str(path))
+        model = reference if path == sft else frozen(path)
         points.append({"step": 0 if path == sft else int(path.name.split("-")[1]),
                        **measure(model, reference, tokenizer, {"proxy": proxy, "gold": gold}, eval_prompts, seed)})
     return points
 
 
-def run(out: Path, seed: int = 0, micro: bool = False) -> dict:
+def run(out: Path, seed: int = 0, micro: bool = False, policy: str | None = None, gold: str | None = None,
+        prompts: str | None = None) -> dict:
+    from ..errors import InputError
     from ..stages import reward
+    from .common import check_judge, check_model, prompt_split
 
     out = Path(out)
     scale = SCALES["micro" if micro else "default"]
-    base, policy = lifecycle(out, seed, micro)
-    train_prompts, eval_prompts = review_prompt_sets(out, max(scale["proxy_prompts"]), scale["eval_prompts"], seed)
-    gold = make_scorer("world", WORLD_SEED)
+    if policy or gold or prompts:  # the user's own setting: every piece checked before any run
+        if not (policy and gold and prompts):
+            missing = next(o for o, v in (("--policy", policy), ("--gold", gold), ("--prompts", prompts)) if not v)
+            raise InputError(f"{missing}: your own setting needs --policy, --gold and --prompts together")
+        gold_scorer, base = check_judge(gold, "--gold"), check_model(policy, "--policy")
+        train_prompts, eval_prompts = prompt_split(prompts, out, max(scale["proxy_prompts"]), scale["eval_prompts"],
+                                                   seed)
+    else:
+        base, policy = lifecycle(out, seed, micro)
+        train_prompts, eval_prompts = review_prompt_sets(out, max(scale["proxy_prompts"]), scale["eval_prompts"],
+                                                         seed)
+        gold, gold_scorer = "world", make_scorer("world", WORLD_SEED)
 
     proxies, proxy_dirs = {}, {}
     for amount in scale["proxy_prompts"]:
-        rm_cfg = RewardConfig(out=str(out / f"proxy-{amount}"), model=str(base), policy=str(policy),
+        rm_cfg = RewardConfig(out=str(out / f"proxy-{amount}"), model=str(base), policy=str(policy), judge=gold,
                               prompts=train_prompts, n_prompts=amount, label_noise=0.1, seed=seed,
                               max_steps=max(40, amount // 4), batch_size=16, lr=3e-4, eval_fraction=0.15)
         proxy_dirs[amount] = demo.stage(reward, rm_cfg)
         proxies[amount] = make_scorer(str(proxy_dirs[amount]))
 
-    bon = best_of_n_curves(str(policy), proxies, gold, eval_prompts, scale["n_max"], seed)
-    rl = {amount: ppo_curve(out / f"ppo-{amount}", policy, proxy_dirs[amount], proxies[amount], gold, train_prompts,
+    bon = best_of_n_curves(str(policy), proxies, gold_scorer, eval_prompts, scale["n_max"], seed)
+    rl = {amount: ppo_curve(out / f"ppo-{amount}", policy, proxy_dirs[amount], proxies[amount], gold_scorer,
+                            train_prompts,
                             eval_prompts, scale, seed) for amount in proxies}
-    summary = {"proxies": {}, "bon_kl_analytic": {}, "bon_kl_empirical": {}}
+    summary = {"policy": str(policy), "gold": gold, "proxies": {}, "bon_kl_analytic": {}, "bon_kl_empirical": {}}
     for amount in proxies:
         rows, points = bon[amount], rl[amount]
         gold0 = rows[0]["gold"]
@@ -208,8 +159,12 @@ def run(out: Path, seed: int = 0, micro: bool = False) -> dict:
 def write_report(out: Path, summary: dict) -> Path:
     from ..report import Report, plot_curves
 
-    report = Report("Reward-model over-optimization (Gao, Schulman & Hilton 2022) on the world",
-                    "gold = the world's exact sentiment judge; proxies = reward models trained on N prompts' pairs")
+    gold = summary.get("gold", "world")
+    report = Report("Reward-model over-optimization (Gao, Schulman & Hilton 2022)",
+                    f"policy = {summary.get('policy', 'the world SFT model')}; gold = "
+                    f"{'the world' + chr(39) + 's exact sentiment judge' if gold == 'world' else gold}; "
+                    "proxies = reward models trained on N prompts' pairs of policy samples labelled by the gold "
+                    "(10% of the labels flipped)")
     verdicts = {}
     for amount, p in summary["proxies"].items():
         verdicts[f"proxy {amount}: best-of-n gold peaks then falls while the proxy rises"] = (

@@ -164,8 +164,15 @@ def run(cfg: EvalConfig) -> Path:
     model = load_model(cfg.model, cfg.trust_remote_code, cfg.device, cfg.dtype)
     reference = load_model(cfg.reference, cfg.trust_remote_code, cfg.device, cfg.dtype) if cfg.reference else None
     run = Run.start(cfg.out, cfg.model_dump())
+    harnessed = {}
+    if cfg.harness_tasks:  # first: a task name the harness does not know fails before the long part
+        from ..evals import harness
+
+        harnessed = harness.run(model, tokenizer, cfg.harness_tasks, cfg.harness_include, cfg.harness_limit,
+                                cfg.harness_fewshot, cfg.batch_size, cfg.seed)
     measure = evaluate_prompt_set if cfg.prompts else evaluate
     metrics, rows = measure(model, tokenizer, cfg, reference)
+    metrics.update(harnessed)
     run.write_samples(rows)
     run.write_json("metrics.json", metrics)
     run.finish(**{k: v for k, v in metrics.items() if k != "canaries"})

@@ -1,0 +1,146 @@
+"""What several experiments share: the world lifecycle they start from, their held-out prompt sets
+(the world's, or a user's own file split in two), the measurement of a policy against its start,
+and the checks that turn a user's model, judge or file that cannot be used into a one-line error
+before any training starts (an experiment is hours of runs; failing at hour two is the worst case).
+
+Experiments do not import one another; what two of them need lives here.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+from statistics import StatisticsError, mean
+
+from ..config import StageConfig
+from ..errors import InputError
+from ..sampling import completion_logprobs, sample
+from ..scoring import checked_scores
+from ..world import World
+from . import demo
+
+# The world every model here is trained in: the stage configs leave world_seed at its default, so
+# it does not follow --seed. --seed varies the runs (init, data order, sampling); the held-out
+# prompts and the gold judge must come from this same world, or "held-out" items of World(seed)
+# can be training items of the world the models saw.
+WORLD_SEED = StageConfig.model_fields["world_seed"].default
+MICRO_BASE = dict(world_docs=4000, block_size=128, batch_size=16, max_steps=300, warmup_steps=20, save_steps=300)
+
+
+def lifecycle(out: Path, seed: int, micro: bool, base_changes: dict | None = None) -> tuple[Path, Path]:
+    """Tokenizer, base and SFT runs for an experiment (reused when finished): (base, sft) folders."""
+    from ..stages import pretrain, sft, tokenizer
+
+    cfgs = demo.configs(out / "lifecycle", seed, micro)
+    if micro:  # the demo's micro base only emits noise, and noise ties every pair at sentiment 0
+        cfgs["base"] = cfgs["base"].model_copy(update=MICRO_BASE)
+        cfgs["sft"] = cfgs["sft"].model_copy(update={"max_steps": 30})
+    cfgs["base"] = cfgs["base"].model_copy(update=base_changes or {})
+    for name, module in [("tokenizer", tokenizer), ("base", pretrain), ("sft", sft)]:
+        demo.stage(module, cfgs[name])
+    return Path(cfgs["base"].out), Path(cfgs["sft"].out)
+
+
+def mean_and_se(values: list[float]) -> tuple[float, float]:
+    """The mean and its standard error, sample sd / sqrt(n) (scipy.stats.sem, ddof=1).
+    Needs at least 2 values (StatisticsError, a ValueError, as statistics.stdev raises)."""
+    from scipy.stats import sem
+
+    if len(values) < 2:
+        raise StatisticsError(f"mean_and_se: needs at least 2 values, got {len(values)}")
+    return mean(values), float(sem(values))
+
+
+def measure(model, reference, tokenizer, scorers: dict, prompts: list[str], seed: int) -> dict:
+    """KL(model || reference) and each scorer's mean, each with its standard error, all from one
+    set of the model's samples. The KL estimate is reported raw: near 0 it can come out negative,
+    and clamping it would bias every small KL upward and hide how noisy it is."""
+    samples = sample(model, tokenizer, prompts, 48, 1.0, seed=seed)
+    completions = [s.completion for s in samples]
+    ids = [s.prompt_ids for s in samples], [s.completion_ids for s in samples]
+    # per-sample log p_model(y|x) - log p_ref(y|x): their mean is the KL estimate, their spread its error
+    ratios = [a - b for a, b in zip(completion_logprobs(model, tokenizer, *ids),
+                                    completion_logprobs(reference, tokenizer, *ids))]
+    result = dict(zip(("kl", "kl_se"), mean_and_se(ratios)))
+    for name, scorer in scorers.items():
+        result[name], result[f"{name}_se"] = mean_and_se(checked_scores(scorer, prompts, completions))
+    return result
+
+
+def distance(kl: float) -> float:
+    """d = sqrt(KL), the x axis of Gao et al.'s fits; a negative KL estimate is noise around 0."""
+    return math.sqrt(max(kl, 0.0))
+
+
+def review_prompts_file(out: Path, world: World, split: str, n: int, seed: int) -> str:
+    path = out / f"prompts-{split}.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in world.prompts("review", split, n, seed)))
+    return str(path)
+
+
+def review_prompt_sets(out: Path, n_train: int, n_eval: int, seed: int) -> tuple[str, list[str]]:
+    """The training prompts file (reward models, DPO, PPO) and the held-out prompts, from the
+    world the models were trained in; `seed` only draws which prompts."""
+    world = World(WORLD_SEED)
+    return (review_prompts_file(out, world, "train", n_train, seed),
+            world.prompts("review", "eval", n_eval, seed))
+
+
+def frozen(spec):
+    """A model an experiment only samples or measures, on this machine's GPU when it has one; float32,
+    so that a number does not change with the card's preferred dtype."""
+    from ..models import load_model
+
+    return load_model(str(spec), device="auto")
+
+
+# ----- the user's own models, judges and prompts ----------------------------------------------
+
+def check_model(spec: str, option: str) -> str:
+    """A model spec (local folder, run folder or hub name) whose config and tokenizer load; anything
+    else is a one-line error naming the option it came from."""
+    from transformers import AutoConfig
+
+    from ..models import load_tokenizer, locate
+
+    try:
+        AutoConfig.from_pretrained(locate(spec, "model"))
+        load_tokenizer(spec)
+    except InputError as e:
+        raise InputError(f"{option}: {e}") from None
+    except (OSError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{option}: cannot load {spec!r}: {first}") from None
+    return spec
+
+
+def check_judge(spec: str, option: str = "--judge"):
+    """The scorer a spec names, built now (a reward model or classifier is loaded once, here)."""
+    from ..scoring import make_scorer
+
+    try:
+        return make_scorer(spec)
+    except InputError as e:
+        raise InputError(f"{option}: {e}") from None
+
+
+def prompt_split(spec: str, out: Path, n_train: int, n_eval: int, seed: int) -> tuple[str, list]:
+    """A user's prompt file (any file or hub set with a `prompt` column: plain text, continued as it is
+    by a base model, or a conversation in TRL's form, rendered with the model's chat template) split
+    by a seeded shuffle into held-out prompts (the first n_eval) and a training prompts file of the
+    rest (at most n_train), written under `out`: the experiment's runs train on one and are measured
+    on the other, never on the same prompt."""
+    from ..data import read_rows
+
+    prompts = [r["prompt"] for r in read_rows(spec, ["prompt"]) if r["prompt"] not in (None, "", [])]
+    unique = list({json.dumps(p, sort_keys=True): p for p in prompts}.values())
+    if len(unique) < n_eval + 2:
+        raise InputError(f"{spec}: {len(unique)} distinct prompts; this experiment holds out {n_eval} and needs "
+                         "at least 2 more to train on")
+    random.Random(f"prompt-split-{seed}").shuffle(unique)
+    held_out, train = unique[:n_eval], unique[n_eval:n_eval + n_train]
+    path = Path(out) / "prompts-train.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in train))
+    return str(path), held_out

@@ -9,8 +9,8 @@ import pytest
 
 from alignlab import cli
 from conftest import SHARED_DATA, needs_shared_data
-from alignlab.experiments.elasticity import compression_row, verdicts
-from alignlab.experiments.elasticity_fit import knee, sign_test_p, slope, slope_ratio, slowed, spearman
+from alignlab.experiments.elasticity import compression_row, resistance_summary, verdicts
+from alignlab.experiments.elasticity_fit import knee, seed_level, sign_test_p, slope, slope_ratio, slowed, spearman
 
 
 def hinge(x, knee_at, before, after, start=1.0):
@@ -66,10 +66,41 @@ def test_compression_row_and_verdicts():
     row = compression_row("amount 10", 10000, curve)
     assert row["theory_ratio"] == pytest.approx(100) and row["measured_ratio"] == pytest.approx(30)
     assert compression_row("base", 10000, {**curve, "align_tokens": 0}) is None
-    checks = verdicts({"resistance_pairs_total": 9, "resistance_pairs_inverse_lower": 8, "resistance": [],
-                       "resistance_sign_test_p": sign_test_p(8, 9)})
-    assert checks["resistance"][0] is True and "8 of 9" in checks["resistance"][1]
-    assert all(ok is None for claim, (ok, _) in checks.items() if claim != "resistance")
+    resistance = {"resistance": [], **{f"resistance_{m}": seed_level([0.02, 0.03, 0.01, 0.04, 0.02, 0.03])
+                                       for m in ("m1", "m2", "m3")}}
+    checks = verdicts(resistance)
+    assert checks["resistance"][0] is True and "6 of 6" in checks["resistance"][1]
+    assert all(ok is None for claim, (ok, _) in checks.items() if not claim.startswith("resistance"))
+    few = verdicts({"resistance": [], **{f"resistance_{m}": seed_level([0.02, 0.03, 0.01]) for m in ("m1", "m2")}})
+    assert few["resistance"][0] is None and "fewer than 5 seeds" in few["resistance"][1]
+    mixed = verdicts({"resistance": [], **{f"resistance_{m}": seed_level([0.05, -0.04, 0.03, -0.02, 0.01])
+                                          for m in ("m1", "m2")}})
+    assert mixed["resistance"][0] is False  # the interval straddles 0
+    # a rank correlation on 3 points is no verdict, however perfect
+    assert verdicts({"scaling": {"size": {"a": 1, "b": 2, "c": 3}, "pretrain_steps": {}},
+                     "size_spearman_rho": 1.0})["size_scaling"][0] is None
+
+
+def test_seed_level_statistics_against_hand_computed_values():
+    stats = seed_level([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    # t(0.975, df=5) = 2.5706; sd = 1.8708; half-width = 2.5706 * 1.8708 / sqrt(6) = 1.9633
+    assert stats["mean"] == pytest.approx(3.5)
+    assert stats["ci_low"] == pytest.approx(1.5367, abs=1e-3) and stats["ci_high"] == pytest.approx(5.4633, abs=1e-3)
+    assert stats["positive"] == 6 and stats["sign_test_p"] == pytest.approx(1 / 64)
+
+
+def test_resistance_summary_takes_one_difference_per_seed():
+    def record(seed, pair, f2, i2, f3, i3):
+        return {"seed": seed, "pair": pair, "forward_m1": 1.0, "inverse_m1": 0.5, "forward_m2": f2,
+                "inverse_m2": i2, "forward_m3": f3, "inverse_m3": i3}
+    records = [record(0, "a", 0.3, 0.1, 0.2, 0.6), record(0, "b", 0.1, 0.1, 0.5, 0.5),
+               record(1, "a", 0.1, 0.3, 0.9, 0.5)]
+    s = resistance_summary(records)
+    assert s["resistance_seeds"] == [0, 1]
+    assert s["resistance_m2"]["per_seed"] == pytest.approx([0.1, -0.2])  # seed 0: mean of 0.2 and 0.0
+    # M3 is a share closed: the inverse closing more is positive, as for the losses
+    assert s["resistance_m3"]["per_seed"] == pytest.approx([0.2, -0.4])
+    assert s["resistance_m1"]["positive"] == 2 and s["resistance_m1"]["n_seeds"] == 2
 
 
 def test_elasticity_all_micro(tmp_path, monkeypatch):
@@ -80,12 +111,19 @@ def test_elasticity_all_micro(tmp_path, monkeypatch):
     assert exit_info.value.code in (0, None)
     s = json.loads((out / "summary.json").read_text())
     assert s["data"] == "world" and s["micro"] is True and s["judge_accuracy"] is None  # the gold judge is exact
-    # resistance: 3 pairs x 2 micro seeds, each with both loss curves
-    assert s["resistance_pairs_total"] == 6
-    # the count the sign test uses is the number of cases whose inverse curve's mean loss is the lower one
-    assert s["resistance_pairs_inverse_lower"] == sum(r["inverse_mean"] < r["forward_mean"] for r in s["resistance"])
+    # resistance: 3 pairs x 2 micro seeds, each direction with its loss curve, M1, M2 and M3
+    assert s["resistance_seeds"] == [0, 1] and len(s["resistance"]) == 6
     assert {r["pair"] for r in s["resistance"]} == {"theta1-theta2", "theta1-theta3", "theta2-theta3"}
-    assert all(r["forward_curve"] and r["inverse_curve"] and r["forward_mean"] > 0 for r in s["resistance"])
+    for r in s["resistance"]:
+        for d in ("forward", "inverse"):
+            assert r[f"{d}_curve"] and len(r[f"{d}_curve"]) == r[f"{d}_steps"]  # one epoch, every step logged
+            last = [v for _, v in r[f"{d}_curve"][-4:]]  # micro: 3 steps, all of them
+            assert r[f"{d}_m1"] == pytest.approx(sum(last) / len(last))
+            # M2 and the starting excess are measured on held-out answers (at micro scale they are noise:
+            # 20 answers, 3 steps), each a finite difference of two NLLs of the same texts
+            assert math.isfinite(r[f"{d}_m2"]) and math.isfinite(r[f"{d}_excess_before"])
+            assert r[f"{d}_target_self_nll"] > 0
+    assert s["resistance_m2"]["n_seeds"] == 2 and s["verdicts"]["resistance"] is None  # 2 seeds: no verdict
     # rebound: one curve per positive amount, probed every 2 of 8 negative steps
     amounts = ["0", "8", "16", "32", "64"]
     assert list(s["initial_drop_slope"]) == amounts and list(s["knee_slope_ratio"]) == amounts
@@ -99,8 +137,9 @@ def test_elasticity_all_micro(tmp_path, monkeypatch):
     assert sizes["tiny-1m"]["parameters"] < sizes["tiny-4m"]["parameters"] < sizes["tiny-16m"]["parameters"]
     # compression: one row per aligned amount and per smaller budget (the full one is a rebound run)
     assert len(s["compression"]) == 4 + 2 and all(r["theory_ratio"] > 0 for r in s["compression"])
-    assert set(s["verdicts"]) == {"resistance", "rebound", "more_alignment_faster_rebound", "size_scaling",
-                                  "data_scaling", "compression_ratio"}
+    assert set(s["verdicts"]) == {"resistance", "resistance_paper_metric", "rebound", "more_alignment_faster_rebound",
+                                  "size_scaling", "data_scaling", "compression_ratio"}
+    assert s["verdicts"]["size_scaling"] is None and s["verdicts"]["more_alignment_faster_rebound"] is None
     assert all(v in (True, False, None) for v in s["verdicts"].values())
     html = (out / "report.html").read_text()
     assert "Verdicts" in html and "Table 1" in html and html.count("data:image/png;base64,") >= 6
@@ -175,3 +214,24 @@ def test_elasticity_safety_micro(tmp_path, monkeypatch):
     assert train and not train & set(setting.eval_prompts)
     assert not any(json.dumps(p)[1:-1] in labelled for p in setting.eval_prompts)
     assert setting.positive(5, 0) != setting.negative(5, 0)
+
+
+def test_strong_base_reads_fresh_documents_once_and_records_its_convergence(tmp_path, monkeypatch):
+    """The shared base, shrunk: one pass over fresh documents, checkpoints kept as the pretraining-data
+    axis, the convergence rule computed from two of them, and the record reused without retraining."""
+    from alignlab.experiments import common
+    from alignlab.stages import pretrain
+
+    monkeypatch.setattr(common, "STRONG_BASE", dict(model="tiny-1m", max_steps=22, save_steps=4, batch_size=4,
+                                                    block_size=32, warmup_steps=2))
+    monkeypatch.setattr(common, "HELDOUT_DOCS", 20)
+    record = common.strong_base(tmp_path / "cache", seed=0)
+    assert record["epochs"] <= 1.0  # no document read twice
+    assert sorted(map(int, record["checkpoints"])) == [4, 8, 12, 16, 20, 22]
+    nll = record["heldout_nll"]
+    assert record["gain_last_10pct"] == pytest.approx(nll["20"] - nll["22"])  # 20 -> 22 steps: 10% more tokens
+    assert nll["22"] < nll["4"]  # pretraining lowered held-out NLL
+    assert record["converged"] == (record["gain_last_10pct"] < common.CONVERGED)
+
+    monkeypatch.setattr(pretrain, "run", lambda cfg: pytest.fail("the cached base was pretrained again"))
+    assert common.strong_base(tmp_path / "cache", seed=0) == record

@@ -24,35 +24,41 @@ statistics in elasticity_fit.py.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 from ..errors import InputError
 from ..runs import write_summary
-from .elasticity_fit import sign_test_p, spearman
+from .elasticity_fit import seed_level, spearman
 
 PARTS = ("resistance", "rebound", "scaling", "compression")
 DATA = ("world", "imdb", "safety", "files")
+MIN_SEEDS = 5  # no seed-level verdict from fewer
+MIN_POINTS = 5  # no rank-correlation verdict from fewer
 RHO = 0.8  # a monotone trend: Spearman rho at least this (with 3 points: strictly monotone)
 TRAIN = dict(batch_size=16, lr=3e-4, warmup_steps=5, max_length=128, logging_steps=5)
 SCALES = {
     # world: the whole suite in about 20 minutes on 2 idle cores
     "default": dict(
-        seeds=3, resistance_prompts=250, eval_prompts=128, heldout_docs=200, max_new_tokens=48,
-        demonstrations=2000, slices=[20, 40, 80], train=TRAIN,
-        pair_steps=32, pair_train={**TRAIN, "warmup_steps": 2, "logging_steps": 1},
+        # resistance (science audit E1): one epoch of 1,024 demonstrations cut at 16/32/64 steps; 512
+        # held-out prompts, 384 answers to train a pair run one epoch on, 128 to measure it; 6 seeds
+        seeds=6, resistance_prompts=512, resistance_eval=128, eval_prompts=128, heldout_docs=200, max_new_tokens=48,
+        demonstrations=1024, slices=[16, 32, 64], train=TRAIN,
+        pair_train={**TRAIN, "warmup_steps": 2, "logging_steps": 1},
         amounts=[0, 100, 200, 400, 800], positive_epochs=2,
         negative_examples=128, negative_steps=24, probe_every=2,
         negative_train=dict(batch_size=8, lr=3e-4, warmup_steps=0, max_length=128),
         sizes=["tiny-1m", "tiny-4m", "tiny-16m"], scaling_amount=400, budget_fractions=[0.25, 0.5, 1.0],
+        checkpoint_steps=[200, 400, 800, 1600, 2200],  # the strong base's own checkpoints, ~doubling tokens
         # one small token budget for every size: tiny-16m trains at ~1k tokens/s here
         size_changes=dict(max_steps=150, batch_size=8, save_steps=150, warmup_steps=20),
         safety_docs=4000, safety_vocab=2048, safety_base_steps=1000, safety_classifier_steps=300),
     # --micro: a smoke run of every step (seconds per run; numbers mean little)
     "micro": dict(
-        seeds=2, resistance_prompts=30, eval_prompts=16, heldout_docs=20, max_new_tokens=24,
-        demonstrations=100, slices=[4, 8, 12], train={**TRAIN, "batch_size": 8, "warmup_steps": 1, "max_length": 64},
-        pair_steps=3, pair_train={**TRAIN, "batch_size": 8, "warmup_steps": 0, "max_length": 64, "logging_steps": 1},
+        seeds=2, resistance_prompts=30, resistance_eval=10, eval_prompts=16, heldout_docs=20, max_new_tokens=24,
+        demonstrations=96, slices=[4, 8, 12], train={**TRAIN, "batch_size": 8, "warmup_steps": 1, "max_length": 64},
+        pair_train={**TRAIN, "batch_size": 8, "warmup_steps": 0, "max_length": 64, "logging_steps": 1},
         amounts=[0, 8, 16, 32, 64], positive_epochs=1,
         negative_examples=16, negative_steps=8, probe_every=2,
         negative_train=dict(batch_size=8, lr=3e-4, warmup_steps=0, max_length=64),
@@ -63,7 +69,7 @@ SCALES = {
 
 
 def setting_for(data: str, out: Path, seed: int, micro: bool, scale: dict, data_root: Path | None,
-                own: dict | None = None):
+                own: dict | None = None, cache: Path | None = None):
     """The data setting; real data is read in place from `data_root` (default: shared_data_dir()).
     `own`: the user's model, judges and files (see `own_pieces`), checked already."""
     from ..evals.benchmarks import shared_data_dir
@@ -75,7 +81,7 @@ def setting_for(data: str, out: Path, seed: int, micro: bool, scale: dict, data_
         return d.files_setting(out / "files", seed, scale, own["model"], own["positive"], own["negative"],
                                own["text"], own["judges"])
     if data == "world":
-        setting = d.world_setting(out / "world", seed, micro, scale, own.get("model"))
+        setting = d.world_setting(out / "world", seed, micro, scale, own.get("model"), cache)
     elif data == "imdb":
         setting = d.imdb_setting(out, seed, micro, scale, root / "imdb")
     else:
@@ -123,11 +129,12 @@ def own_pieces(parts, data: str, model: str | None, judge: str | None, positive:
 def run(out: Path, parts=PARTS, seed: int = 0, micro: bool = False, data: str = "world",
         data_root: Path | None = None, model: str | None = None, judge: str | None = None,
         positive: str | None = None, negative: str | None = None, text: str | None = None,
-        pretrain_tokens: int | None = None) -> dict:
+        pretrain_tokens: int | None = None, cache: Path | None = None) -> dict:
     """One or more parts of the experiment, on the world's own tiny base by default. `model` (a hub name
     or folder) starts every run from the user's model instead; `judge` (a scorer spec) replaces the
     setting's judges; data="files" reads the user's `positive`/`negative` examples and `text`.
-    `pretrain_tokens`: how many tokens the user's model was pretrained on, for the compression ratio."""
+    `pretrain_tokens`: how many tokens the user's model was pretrained on, for the compression ratio.
+    `cache`: where the shared strong base lives (default $ALIGNLAB_CACHE, else runs/cache)."""
     from . import elasticity_runs as runs
 
     if data not in DATA:
@@ -137,14 +144,16 @@ def run(out: Path, parts=PARTS, seed: int = 0, micro: bool = False, data: str = 
     own = own_pieces(parts, data, model, judge, positive, negative, text)
     start, out = time.time(), Path(out)
     scale = SCALES["micro" if micro else "default"]
-    setting = setting_for(data, out, seed, micro, scale, data_root, own)
+    cache = Path(cache or os.environ.get("ALIGNLAB_CACHE", "runs/cache"))
+    setting = setting_for(data, out, seed, micro, scale, data_root, own, cache)
     quality = ("the user's judge: its accuracy is not measured here" if judge else
                "exact: the world's gold judge" if setting.judge_accuracy is None else
                f"held-out accuracy {setting.judge_accuracy:.3f}")
     summary: dict = {"data": data, "micro": micro, "seed": seed, "parts": list(parts), "model": model or "its own base",
                      "judge": next(iter(setting.judges)), "judge_accuracy": setting.judge_accuracy,
                      "judge_quality": quality,
-                     "base_pretrain_tokens": pretrain_tokens if model else runs.pretrain_tokens(setting.base)}
+                     "base_pretrain_tokens": pretrain_tokens if model else runs.pretrain_tokens(setting.base),
+                     "strong_base": setting.strong_base}
 
     if "resistance" in parts:
         summary.update(resistance_summary(runs.resistance(setting, out, [seed + i for i in range(scale["seeds"])],
@@ -175,10 +184,22 @@ def run(out: Path, parts=PARTS, seed: int = 0, micro: bool = False, data: str = 
 
 
 def resistance_summary(records: list[dict]) -> dict:
-    lower = sum(r["inverse_lower"] for r in records)
-    return {"resistance": records, "resistance_pairs_inverse_lower": lower, "resistance_pairs_total": len(records),
-            "resistance_pairs_inverse_lower_final": sum(r["inverse_final"] < r["forward_final"] for r in records),
-            "resistance_sign_test_p": sign_test_p(lower, len(records))}
+    """Per metric, one difference forward - inverse per seed (the mean over its pairs), then the seed-level
+    mean, 95% t interval and sign test. Positive = the inverse direction is easier, the paper's claim."""
+    seeds = list(dict.fromkeys(r["seed"] for r in records))
+    by_metric = {}
+    for metric in ("m1", "m2", "m3"):
+        per_seed = []
+        for seed in seeds:
+            rows = [r for r in records if r["seed"] == seed and r[f"forward_{metric}"] is not None
+                    and r[f"inverse_{metric}"] is not None]
+            # M3 is a share closed: the easier direction closes MORE, so its sign is flipped to match
+            sign = -1 if metric == "m3" else 1
+            if rows:
+                per_seed.append(sign * sum(r[f"forward_{metric}"] - r[f"inverse_{metric}"] for r in rows) / len(rows))
+        by_metric[metric] = seed_level(per_seed)
+    return {"resistance": records, "resistance_seeds": seeds,
+            **{f"resistance_{metric}": stats for metric, stats in by_metric.items()}}
 
 
 def strength(curve: dict) -> float:
@@ -188,20 +209,34 @@ def strength(curve: dict) -> float:
 
 def rebound_summary(curves: dict) -> dict:
     amounts = list(curves)
+    aligned = [a for a in amounts if a]
     return {"rebound": {str(a): c for a, c in curves.items()},
             "initial_drop_slope": {str(a): c["initial_drop_slope"] for a, c in curves.items()},
             "knee_slope_ratio": {str(a): c["knee_slope_ratio"] for a, c in curves.items()},
-            "rebound_spearman_rho": spearman(amounts, [strength(curves[a]) for a in amounts]),
+            # amount 0 is the base departing, not an aligned model returning: not a point of this trend
+            "rebound_spearman_rho": spearman(aligned, [strength(curves[a]) for a in aligned]),
             "rebound_spearman_rho_by_judge": {
-                judge: spearman(amounts, [-curves[a]["initial_drop_slope_by_judge"][judge] for a in amounts])
+                judge: spearman(aligned, [-curves[a]["initial_drop_slope_by_judge"][judge] for a in aligned])
                 for judge in curves[amounts[0]]["initial_drop_slope_by_judge"]}}
 
 
 def budget_curves(setting, out: Path, seed: int, scale: dict) -> dict:
-    """Rebound after `scaling_amount` positive examples, for bases pretrained for fractions of the base's steps."""
+    """Rebound after `scaling_amount` positive examples from bases with less pretraining: the strong base's
+    own checkpoints (one run, fresh tokens: the pretraining-data axis), or else bases retrained for
+    fractions of the base's steps (micro, imdb, safety)."""
     from . import elasticity_runs as runs
 
-    base_steps, budgets = runs.base_config(setting).max_steps, {}
+    budgets = {}
+    if setting.strong_base:
+        final = max(map(int, setting.strong_base["checkpoints"]))
+        for step in scale["checkpoint_steps"]:
+            base = Path(setting.strong_base["checkpoints"][str(step)])
+            folder = out / "rebound" if step == final else out / "scaling" / f"checkpoint{step}"
+            budgets[step] = {"pretrain_tokens": step * runs.base_config(setting).batch_size
+                             * runs.base_config(setting).block_size, "is_base": step == final,
+                             **runs.rebound_curve(setting, folder, base, scale["scaling_amount"], seed, scale)}
+        return budgets
+    base_steps = runs.base_config(setting).max_steps
     for fraction in scale["budget_fractions"]:
         steps = max(1, round(fraction * base_steps))
         changes = {} if steps == base_steps else {"max_steps": steps, "save_steps": steps}  # {}: the base itself
@@ -272,11 +307,11 @@ def verdicts(s: dict) -> dict[str, tuple[bool | None, str]]:
     """Each claim of the paper against this measurement (None: not measured by this command)."""
     out: dict[str, tuple[bool | None, str]] = {}
     if "resistance" in s:
-        n, k, p = s["resistance_pairs_total"], s["resistance_pairs_inverse_lower"], s["resistance_sign_test_p"]
-        out["resistance"] = (p < 0.05, f"inverse mean loss below forward in {k} of {n} (pair, seed) cases; "
-                                       f"one-sided sign test p = {p:.3g} (supported: p < 0.05)")
+        for claim, metric, what in (("resistance", "m2", "held-out excess NLL over the target's own (M2, primary)"),
+                                    ("resistance_paper_metric", "m1", "final training loss (M1, the paper's)")):
+            out[claim] = resistance_verdict(s[f"resistance_{metric}"], what)
     else:
-        out["resistance"] = (None, "not run")
+        out["resistance"] = out["resistance_paper_metric"] = (None, "not run")
     if "rebound" in s:
         aligned = [c for a, c in s["rebound"].items() if int(a) > 0]
         ok = all(c["score_end"] < c["score_start"] and c["slows_after_knee"] for c in aligned)
@@ -284,30 +319,52 @@ def verdicts(s: dict) -> dict[str, tuple[bool | None, str]]:
                               f"{sum(c['score_end'] < c['score_start'] and c['slows_after_knee'] for c in aligned)} "
                               f"of {len(aligned)} (supported: all)")
         rho, others = s["rebound_spearman_rho"], list(s["rebound_spearman_rho_by_judge"].items())[1:]
+        ok, why = rho_verdict(rho, len(aligned), "positive amount (amounts > 0), initial drop")
         out["more_alignment_faster_rebound"] = (
-            None if rho is None else rho >= RHO,
-            f"Spearman rho(positive amount, initial drop) = {_fmt(rho)} (supported: rho >= {RHO})"
-            + "".join(f"; with the {name} judge: rho = {_fmt(r)}" for name, r in others))
+            ok, why + "".join(f"; with the {name} judge: rho = {_fmt(r)}" for name, r in others))
     else:
         out["rebound"] = out["more_alignment_faster_rebound"] = (None, "not run")
     for claim, key, what in (("size_scaling", "size_spearman_rho", "parameters"),
                              ("data_scaling", "data_spearman_rho", "pretraining tokens")):
-        rho = s.get(key)
+        points = len(s["scaling"]["size" if claim == "size_scaling" else "pretrain_steps"]) if "scaling" in s else 0
         out[claim] = ((None, "not run") if "scaling" not in s else
-                      (None if rho is None else rho >= RHO,
-                       f"Spearman rho({what}, rebound strength) = {_fmt(rho)} (supported: rho >= {RHO})"))
+                      rho_verdict(s.get(key), points, f"{what}, rebound strength"))
     if "compression" in s:
         rows, rho = s["compression"], s["compression_spearman_rho"]
         above = sum(r["measured_ratio"] is not None and r["measured_ratio"] > 1 for r in rows)
+        ok, why = rho_verdict(rho, sum(r["measured_ratio"] is not None for r in rows),
+                              "|D_pretrain|/|D_align|, measured ratio")
         out["compression_ratio"] = (
-            bool(rows) and above == len(rows) and rho is not None and rho >= RHO,
-            f"|d bpb align| / |d bpb pretrain| > 1 in {above} of {len(rows)} cases; Spearman rho(|D_pretrain|/"
-            f"|D_align|, measured ratio) = {_fmt(rho)} (supported: all > 1 and rho >= {RHO}); varying |D_align| "
+            None if ok is None else ok and above == len(rows),
+            f"|d bpb align| / |d bpb pretrain| > 1 in {above} of {len(rows)} cases (needed: all); {why}; "
+            f"the project's extension, not a claim the paper tested; varying |D_align| "
             f"alone: rho = {_fmt(s['compression_rho_varying_align'])}, varying |D_pretrain| alone: "
             f"rho = {_fmt(s['compression_rho_varying_pretrain'])}")
     else:
         out["compression_ratio"] = (None, "not run")
     return out
+
+
+def rho_verdict(rho: float | None, points: int, what: str) -> tuple[bool | None, str]:
+    """A monotone trend: Spearman rho >= RHO on at least MIN_POINTS points, or no verdict (on 3 points a
+    perfect rho has p = 1/6 under the null; on 5, rho >= 0.8 still has p = 0.067)."""
+    detail = f"Spearman rho({what}) = {_fmt(rho)} on {points} points (supported: rho >= {RHO})"
+    if rho is None or points < MIN_POINTS:
+        return None, detail + f"; not testable: fewer than {MIN_POINTS} points"
+    return rho >= RHO, detail
+
+
+def resistance_verdict(stats: dict, what: str) -> tuple[bool | None, str]:
+    """Pre-registered (science audit E1): reproduced iff the lower end of the 95% t interval of the
+    seed-level difference forward - inverse is above 0; at least 5 seeds, or no verdict."""
+    detail = (f"forward - inverse {what}: mean {_fmt(stats['mean'])} nats, 95% CI [{_fmt(stats['ci_low'])}, "
+              f"{_fmt(stats['ci_high'])}] over {stats['n_seeds']} seeds; positive in {stats['positive']} of "
+              f"{stats['n_seeds']} (sign test p = {_fmt(stats['sign_test_p'])}); reproduced iff the CI is above 0")
+    if stats["n_seeds"] < MIN_SEEDS or stats["ci_low"] is None:
+        return None, detail + f" (not testable: fewer than {MIN_SEEDS} seeds)"
+    if stats["ci_high"] < 0:
+        detail += "; the opposite direction"
+    return stats["ci_low"] > 0, detail
 
 
 def _fmt(value) -> str:

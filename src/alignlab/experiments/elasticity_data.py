@@ -51,6 +51,7 @@ class Setting:
     align_heldout: list[str] = field(default_factory=list)     # fresh alignment-style text (prompt + completion)
     max_new_tokens: int = 48
     judge_accuracy: float | None = None         # the first judge's held-out accuracy; None: exact (gold)
+    strong_base: dict | None = None             # the shared strong base's record (experiments.common.strong_base)
 
 
 def _as_texts(rows: Rows) -> list[str]:
@@ -70,14 +71,24 @@ def world_reviews(world: World, polarity: str, n: int, seed: int, split: str = "
     return rows
 
 
-def world_setting(out: Path, seed: int, micro: bool, scale: dict, model: str | None = None) -> Setting:
+def world_setting(out: Path, seed: int, micro: bool, scale: dict, model: str | None = None,
+                  cache: Path | None = None) -> Setting:
+    """The world's setting on the shared strong base (cached in `cache`), or on the demo's 100-step
+    micro base for --micro, or on the user's model."""
     from ..scoring import make_scorer
     from ..stages import pretrain, tokenizer
+    from .common import strong_base
 
-    cfgs = demo.configs(out, seed, micro)  # the demo's tokenizer and base (micro: a 100-step base)
-    if model is None:
+    cfgs = demo.configs(out, seed, micro)
+    record = None
+    if model:
+        base = Path(model)
+    elif micro:
         demo.stage(tokenizer, cfgs["tokenizer"])
-    base = Path(model) if model else demo.stage(pretrain, cfgs["base"])
+        base = demo.stage(pretrain, cfgs["base"])
+    else:
+        record = strong_base(cache, seed)
+        base = Path(record["path"])
     world = World(cfgs["base"].world_seed)
     n = scale["resistance_prompts"]
     kinds = ["review", "harmful", "benign", "contrast", "knowledge"]
@@ -92,7 +103,7 @@ def world_setting(out: Path, seed: int, micro: bool, scale: dict, model: str | N
         judges={"gold": make_scorer("world", cfgs["base"].world_seed)},
         pretrain_heldout=world.heldout_text(scale["heldout_docs"], seed),
         align_heldout=_as_texts(world_reviews(world, "pos", scale["heldout_docs"], seed + 1000, "eval")),
-        max_new_tokens=scale["max_new_tokens"],
+        max_new_tokens=scale["max_new_tokens"], strong_base=record,
     )
 
 

@@ -4,6 +4,7 @@
   (each candidate knee is an ordinary least-squares fit by numpy's lstsq);
 - `spearman`: Spearman's rank correlation (scipy.stats.spearmanr: ties get their mean rank);
 - `slope`: the least-squares slope of a line (scipy.stats.linregress);
+- `seed_level`: one difference per seed -> mean, 95% t interval, seed-level sign test;
 - `sign_test_p`: one-sided binomial sign-test p-value (scipy.stats.binomtest), for "inverse below
   forward in m of n cases".
 """
@@ -75,3 +76,21 @@ def sign_test_p(successes: int, total: int) -> float:
     if total == 0:
         return 1.0
     return float(binomtest(successes, total, 0.5, alternative="greater").pvalue)
+
+
+def seed_level(differences: list[float], confidence: float = 0.95) -> dict:
+    """The seed as the unit of analysis: the mean of one difference per seed, its two-sided t interval
+    (scipy.stats.ttest_1samp's confidence_interval, n - 1 degrees of freedom) and a one-sided sign
+    test of "positive" over the seeds (ties, a difference of exactly 0, count against)."""
+    from scipy.stats import ttest_1samp
+
+    n = len(differences)
+    out = {"n_seeds": n, "mean": sum(differences) / n if n else None, "ci_low": None, "ci_high": None,
+           "positive": sum(d > 0 for d in differences), "sign_test_p": sign_test_p(sum(d > 0 for d in differences), n)
+           if n else None, "per_seed": list(differences)}
+    if n >= 2 and len(set(differences)) == 1:  # no spread: the interval is the point (scipy would say nan)
+        out["ci_low"] = out["ci_high"] = out["mean"]
+    elif n >= 2:
+        interval = ttest_1samp(differences, 0.0).confidence_interval(confidence)
+        out["ci_low"], out["ci_high"] = float(interval.low), float(interval.high)
+    return out

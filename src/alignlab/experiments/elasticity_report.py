@@ -38,20 +38,23 @@ def write_report(out: Path, s: dict) -> Path:
 
     if "resistance" in s:
         report.heading("Resistance: forward vs inverse alignment (Table 1)")
-        report.text("Forward: the earlier slice theta_i fine-tuned on the later slice theta_j's responses; inverse: "
-                    "theta_j fine-tuned on theta_i's. Same hyperparameters, same held-out prompts. Mean = mean "
-                    "training loss over the run, final = the last logged loss; score_earlier/later: the judge's "
-                    "mean over each slice's answers (how far apart the slices are). The paper finds inverse < forward.")
-        report.table({f"{r['pair']} seed {r['seed']}": {k: r[k] for k in ("forward_mean", "inverse_mean",
-                                                                            "forward_final", "inverse_final",
-                                                                            "inverse_lower", "score_earlier",
-                                                                            "score_later")}
-                      for r in s["resistance"]})
+        report.text("Forward: the earlier slice theta_i fine-tuned one epoch on the later slice theta_j's answers; "
+                    "inverse: theta_j on theta_i's. Same hyperparameters, same held-out prompts. M1 (the paper's): "
+                    "final training loss, mean of the last 4 steps. M2 (primary): NLL of the target slice's held-out "
+                    "answers under the pair model minus the target's own NLL on them (an estimate of KL(target || "
+                    "model) per token; M1 also counts the answers' own entropy, which differs between slices). M3: "
+                    "share of the starting excess closed. The paper finds the inverse direction easier.")
+        report.table({f"{metric.upper()}": {"mean (forward - inverse)": st["mean"], "95% CI low": st["ci_low"],
+                                            "95% CI high": st["ci_high"], "seeds positive": f"{st['positive']} of "
+                                            f"{st['n_seeds']}", "sign test p": st["sign_test_p"]}
+                      for metric in ("m1", "m2", "m3") for st in [s[f"resistance_{metric}"]]})
+        report.text("One difference per seed (the mean over its three pairs); M3's sign is flipped so that positive "
+                    "always means the inverse direction is easier.")
+        report.table({f"{r['pair']} seed {r['seed']}": {k: r[k] for k in (
+            "forward_m1", "inverse_m1", "forward_m2", "inverse_m2", "forward_m3", "inverse_m3",
+            "forward_target_self_nll", "inverse_target_self_nll", "score_earlier", "score_later")}
+            for r in s["resistance"]})
         pairs = list(dict.fromkeys(r["pair"] for r in s["resistance"]))
-        report.table({pair: {f"{k} (mean over seeds)": sum(r[k] for r in rows) / len(rows)
-                             for k in ("forward_mean", "inverse_mean", "forward_final", "inverse_final")}
-                      | {"seeds with inverse lower": f"{sum(r['inverse_lower'] for r in rows)} of {len(rows)}"}
-                      for pair in pairs for rows in [[r for r in s["resistance"] if r["pair"] == pair]]})
         for pair in pairs:
             series = {f"{d} seed {r['seed']}": ([x for x, _ in r[f"{d}_curve"]], [y for _, y in r[f"{d}_curve"]])
                       for r in s["resistance"] if r["pair"] == pair for d in ("forward", "inverse")}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import random
 import os
 import shutil
 from pathlib import Path
@@ -129,12 +130,50 @@ def losses(run: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in read_metrics(run) if "loss" in r]
 
 
-def resistance(setting: Setting, out: Path, seeds: list[int], scale: dict) -> list[dict]:
-    """Per seed: SFT slices theta_1 < theta_2 < theta_3, their responses to the same held-out prompts,
-    then for every pair i < j forward (theta_i on theta_j's responses) and inverse (theta_j on
-    theta_i's) with the same hyperparameters. One record per (seed, pair) with both loss curves."""
-    from ..models import load_tokenizer
+def answer_nll(model, tokenizer, answers: list[dict]) -> float:
+    """Mean NLL per token (nats) of the answers as text after their prompts, tokenized as SFT tokenizes
+    them (the prompt with the BOS the tokenizer adds, the answer, then EOS): the pair runs' own
+    training objective, measured on answers they never trained on. (The exact sampled ids would give
+    a KL estimate proper, but a small model samples non-canonical tokenizations that training on
+    text never sees: on those, training toward the text moves the ids' likelihood the other way.)"""
+    from ..prompts import encode
+    from ..sampling import completion_logprobs
+
+    prompt_ids = encode(tokenizer, [a["prompt"] for a in answers])
+    completion_ids = [ids + [tokenizer.eos_token_id] for ids in
+                      tokenizer([a["completion"] for a in answers], add_special_tokens=False)["input_ids"]]
+    total = -sum(completion_logprobs(model, tokenizer, prompt_ids, completion_ids))
+    return total / sum(map(len, completion_ids))
+
+
+def slice_answers(folder: Path, i: int, path: Path, tokenizer, setting: Setting, seed: int, n_eval: int) -> tuple:
+    """A slice's answers to every held-out prompt (T = 1; empty answers kept: stopping at once is part
+    of the slice's distribution), split by the seed: (training file for the pair runs, held-out
+    answers, which measure how close a pair model came to the slice)."""
     from ..sampling import sample
+
+    train_file, held_file = folder / f"responses-theta{i}.jsonl", folder / f"heldout-theta{i}.jsonl"
+    if not held_file.exists():
+        samples = sample(frozen(path), tokenizer, setting.resistance_prompts, setting.max_new_tokens, 1.0, seed=seed)
+        rows = [{"prompt": s.text, "completion": s.completion} for s in samples]
+        random.Random(f"resistance-split-{seed}").shuffle(rows)  # one split per seed, the same for every slice
+        # as the model read the prompt: a conversation's training row is its rendered text
+        write_rows(train_file, rows[n_eval:])
+        write_rows(held_file, rows[:n_eval])
+    return str(train_file), read_jsonl(held_file)
+
+
+def resistance(setting: Setting, out: Path, seeds: list[int], scale: dict) -> list[dict]:
+    """Per seed: one epoch of SFT cut into slices theta_1 < theta_2 < theta_3 (checkpoints), their
+    answers to the same held-out prompts, then for every pair i < j forward (theta_i trained one epoch
+    on theta_j's answers) and inverse (theta_j on theta_i's), same hyperparameters. Per direction:
+    - M1, the paper's: final training loss (mean of the last 4 logged steps);
+    - M2, entropy-corrected: NLL of the target slice's held-out answers under the pair model minus
+      the target's own NLL on them (a cross-entropy difference, near KL(target || model) per token):
+      unlike M1 it does not reward a target for having low-entropy answers;
+    - M3: the share of the starting excess (the same difference before the pair run) closed.
+    One record per (seed, pair)."""
+    from ..models import load_tokenizer
     from ..scoring import checked_scores
     from ..stages import sft
 
@@ -149,31 +188,33 @@ def resistance(setting: Setting, out: Path, seeds: list[int], scale: dict) -> li
                                          save_steps=math.gcd(*steps)))
         slices = [run if k == max(steps) else run / "checkpoints" / f"checkpoint-{k}" for k in steps]
         tokenizer = load_tokenizer(str(run))
-        responses, scores = [], []
-        for i, path in enumerate(slices, 1):
-            file = folder / f"responses-theta{i}.jsonl"
-            if not file.exists():
-                samples = sample(frozen(path), tokenizer, setting.resistance_prompts,
-                                 setting.max_new_tokens, 1.0, seed=seed)
-                # as the model read the prompt: a conversation's training row is its rendered text
-                write_rows(file, [{"prompt": s.text, "completion": s.completion}
-                                  for s in samples if s.completion.strip()])
-            responses.append(str(file))
-            rows = read_jsonl(file)  # how far apart the slices are: the first judge's mean over their answers
-            scores.append(mean(checked_scores(judge, [r["prompt"] for r in rows], [r["completion"] for r in rows])))
+        answers = [slice_answers(folder, i, path, tokenizer, setting, seed, scale["resistance_eval"])
+                   for i, path in enumerate(slices, 1)]
+        # each slice's own NLL on its held-out answers, and every slice's NLL on every slice's answers
+        nll = {(m, t): answer_nll(frozen(slices[m]), tokenizer, answers[t][1])
+               for m in range(len(slices)) for t in range(len(slices))}
+        # how far apart the slices are: the first judge's mean over their held-out answers
+        scores = [mean(checked_scores(judge, [a["prompt"] for a in held], [a["completion"] for a in held]))
+                  for _, held in answers]
         for i, j in itertools.combinations(range(len(slices)), 2):
-            curves = {}
-            for direction, start, data in (("forward", i, j), ("inverse", j, i)):
-                cfg = sft_config(folder / f"{direction}-theta{start + 1}-on-theta{data + 1}", slices[start],
-                                 responses[data], seed, scale["pair_steps"], scale["pair_train"])
-                curves[direction] = losses(drop_checkpoints(demo.stage(sft, cfg)))
             record = {"seed": seed, "pair": f"theta{i + 1}-theta{j + 1}", "score_earlier": scores[i],
                       "score_later": scores[j]}
-            for direction, curve in curves.items():
-                values = [v for _, v in curve]
-                record.update({f"{direction}_mean": sum(values) / len(values), f"{direction}_final": values[-1],
-                               f"{direction}_curve": curve})
-            record["inverse_lower"] = record["inverse_mean"] < record["forward_mean"]
+            for direction, start, target in (("forward", i, j), ("inverse", j, i)):
+                train_file, held = answers[target]
+                pair_steps = max(1, math.ceil(len(read_jsonl(train_file)) / scale["pair_train"]["batch_size"]))
+                cfg = sft_config(folder / f"{direction}-theta{start + 1}-on-theta{target + 1}", slices[start],
+                                 train_file, seed, pair_steps, scale["pair_train"])
+                path = demo.stage(sft, cfg)
+                curve = losses(path)
+                excess_before = nll[(start, target)] - nll[(target, target)]
+                excess_after = answer_nll(frozen(path), tokenizer, held) - nll[(target, target)]
+                drop_checkpoints(path)
+                record.update({f"{direction}_curve": curve, f"{direction}_steps": pair_steps,
+                               f"{direction}_m1": mean(v for _, v in curve[-4:]),
+                               f"{direction}_mean": mean(v for _, v in curve),
+                               f"{direction}_m2": excess_after, f"{direction}_excess_before": excess_before,
+                               f"{direction}_m3": 1 - excess_after / excess_before if excess_before else None,
+                               f"{direction}_target_self_nll": nll[(target, target)]})
             records.append(record)
     return records
 

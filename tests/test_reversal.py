@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import yaml
 
 from alignlab.config import EvalConfig
 from conftest import needs_shared_data
@@ -18,6 +19,14 @@ def test_gap_recovered():
     assert gap_recovered(1.0, 1.0, 1.2) is None
 
 
+def test_recovery_beyond_the_control():
+    from alignlab.experiments.reversal import controlled_recovery
+
+    # the reversal closed 0.3 of a 0.4 gap, but the same LoRA lowers the base's own NLL by 0.1
+    assert controlled_recovery(base=1.0, aligned=1.4, unaligned=1.1, control=0.9) == pytest.approx(0.5)
+    assert controlled_recovery(base=1.0, aligned=1.0, unaligned=0.9, control=0.9) is None
+
+
 def test_reversal_micro(tmp_path):
     from alignlab.experiments import reversal
 
@@ -30,6 +39,12 @@ def test_reversal_micro(tmp_path):
     assert changed and all(any(f"layers.{i}.mlp." in name for i in reversal.SCALES["micro"]["layers"]) for name in changed)
     assert summary["kl_to_reference_base"] == pytest.approx(0, abs=1e-6)
     assert set(summary["nll_by_kind"]) == {"review", "encyclopedia", "dialogue"}
+    # control C1: the same LoRA config on the base, measured on the same held-out text
+    control = yaml.safe_load((tmp_path / "rv" / "control-base-lora" / "config.yaml").read_text())
+    reversal_cfg = yaml.safe_load((tmp_path / "rv" / "unaligned" / "config.yaml").read_text())
+    assert control["model"].endswith("base") and {k: v for k, v in control.items() if k not in ("out", "model")} == {
+        k: v for k, v in reversal_cfg.items() if k not in ("out", "model")}
+    assert all({"control", "gap_recovered_beyond_control"} <= set(v) for v in summary["nll_by_kind"].values())
     assert summary["gap_recovered"]["nll_per_token"] == pytest.approx(summary["nll_gap_recovered"])
     assert "Verdicts" in (tmp_path / "rv" / "report.html").read_text()
 

@@ -22,6 +22,10 @@ def _with_knees(fig, curves: dict):
     return fig
 
 
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def write_report(out: Path, s: dict) -> Path:
     from ..report import Report, plot_curves
 
@@ -32,6 +36,12 @@ def write_report(out: Path, s: dict) -> Path:
                     f"model: {s.get('model', 'its own base')}; judge: {judge} ({s['judge_quality']}); "
                     f"base pretrained on {'an unknown number of' if tokens is None else tokens} tokens; "
                     f"wall time {s['wall_seconds']:.0f} s (finished runs are reused); parts: {', '.join(s['parts'])}")
+    if strong := s.get("strong_base"):
+        report.text(f"The shared strong base: {strong['tokens_trained']:,} tokens of fresh documents "
+                    f"({strong['epochs']:.2f} epochs: none read twice); the last 10% of its tokens lowered held-out "
+                    f"NLL by {_num(strong['gain_last_10pct'])} nats/token ({strong['criterion']}: "
+                    f"{'converged' if strong['converged'] else 'NOT converged, so every verdict below is under-powered'}"
+                    "). Its checkpoints are the pretraining-data axis.")
     report.heading("Verdicts").verdicts({c: (ok, s["verdict_details"][c]) for c, ok in s["verdicts"].items()})
     report.text("Criteria are fixed in code (experiments/elasticity.py) and were not tuned to the results. "
                 "A claim that fails them is reported as not reproduced at this scale.")

@@ -69,7 +69,7 @@ def strong_base(cache: Path, seed: int = 0) -> dict:
         return json.loads(record.read_text())
     tok = demo.stage(tokenizer, TokenizerConfig(out=str(cache / "tokenizer"), seed=seed))
     steps, batch, block = STRONG_BASE["max_steps"], STRONG_BASE["batch_size"], STRONG_BASE["block_size"]
-    world = World(StageConfig.model_fields["world_seed"].default)
+    world = World(WORLD_SEED)
     # enough fresh documents for one pass: their measured mean length, with 10% to spare
     probe = world.heldout_text(500, seed=10_000 + seed)
     per_doc = mean(len(ids) + 1 for ids in load_tokenizer(str(tok))(probe, add_special_tokens=False)["input_ids"])
@@ -165,6 +165,18 @@ def check_model(spec: str, option: str) -> str:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"{option}: cannot load {spec!r}: {first}") from None
     return spec
+
+
+def own_setting(**options) -> bool:
+    """Whether the user named their own setting (--policy, --gold, --prompts): all of them, or a one-line
+    error naming the first one missing; none of them means the world's setting."""
+    if not any(options.values()):
+        return False
+    missing = [name for name, value in options.items() if not value]
+    if missing:
+        names = [f"--{o}" for o in options]
+        raise InputError(f"--{missing[0]}: your own setting needs {', '.join(names[:-1])} and {names[-1]} together")
+    return True
 
 
 def check_judge(spec: str, option: str = "--judge"):

@@ -54,6 +54,11 @@ class Setting:
     strong_base: dict | None = None             # the shared strong base's record (experiments.common.strong_base)
 
 
+def pick(part: Rows, k: int, s: int) -> Rows:
+    """A seeded sample of at most k rows (a file smaller than asked gives all it has)."""
+    return random.Random(s).sample(part, min(k, len(part)))
+
+
 def _as_texts(rows: Rows) -> list[str]:
     return [r["prompt"] + r["completion"] for r in rows]
 
@@ -194,9 +199,6 @@ def safety_setting(out: Path, seed: int, micro: bool, scale: dict, data_root: Pa
     judge = demo.stage(classifier, ClassifierConfig(out=str(folder / "classifier"), model=str(base), data=labels,
                                                     max_steps=scale["safety_classifier_steps"], seed=seed))
 
-    def pick(part: Rows, k: int, s: int) -> Rows:
-        return random.Random(s).sample(part, min(k, len(part)))
-
     held_prompts = sorted(held)
     return Setting(
         name="safety", base=base,
@@ -257,9 +259,6 @@ def files_setting(out: Path, seed: int, scale: dict, base: str, positive: str, n
     bad = [r for r in bad if r["prompt"] not in held]
     held_prompts = [asked[p] for p in sorted(held)]
     pretrain_text = read_texts(text)[:scale["heldout_docs"]] if text else []
-
-    def pick(part: Rows, k: int, s: int) -> Rows:
-        return random.Random(s).sample(part, min(k, len(part)))
 
     return Setting(
         name="files", base=Path(base),

@@ -15,8 +15,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import random
 import os
+import random
 import shutil
 from pathlib import Path
 from statistics import mean
@@ -191,8 +191,10 @@ def resistance(setting: Setting, out: Path, seeds: list[int], scale: dict) -> li
         answers = [slice_answers(folder, i, path, tokenizer, setting, seed, scale["resistance_eval"])
                    for i, path in enumerate(slices, 1)]
         # each slice's own NLL on its held-out answers, and every slice's NLL on every slice's answers
-        nll = {(m, t): answer_nll(frozen(slices[m]), tokenizer, answers[t][1])
-               for m in range(len(slices)) for t in range(len(slices))}
+        nll = {}
+        for m, path in enumerate(slices):
+            model = frozen(path)  # loaded once for the three answer sets
+            nll.update({(m, t): answer_nll(model, tokenizer, held) for t, (_, held) in enumerate(answers)})
         # how far apart the slices are: the first judge's mean over their held-out answers
         scores = [mean(checked_scores(judge, [a["prompt"] for a in held], [a["completion"] for a in held]))
                   for _, held in answers]

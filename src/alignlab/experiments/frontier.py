@@ -124,12 +124,9 @@ def run(out: Path, seed: int = 0, micro: bool = False, data: str = "world", imdb
     """The frontier in each setting of `data`; with `policy`, on the user's own policy, reward (`gold`)
     and prompts instead (data is then "own")."""
     from . import imdb as imdb_data
-    from .common import check_judge, check_model, prompt_split
+    from .common import check_judge, check_model, own_setting, prompt_split
 
-    if policy or gold or prompts:
-        if not (policy and gold and prompts):
-            missing = next(o for o, v in (("--policy", policy), ("--gold", gold), ("--prompts", prompts)) if not v)
-            raise InputError(f"{missing}: your own setting needs --policy, --gold and --prompts together")
+    if own_setting(policy=policy, gold=gold, prompts=prompts):
         data = "own"
     if data not in ("world", "imdb", "both", "own"):
         raise InputError(f"data: must be world, imdb or both, not {data!r}")

@@ -102,16 +102,12 @@ def ppo_curve(out: Path, sft: Path, proxy_dir: Path, proxy, gold, prompts_file: 
 
 def run(out: Path, seed: int = 0, micro: bool = False, policy: str | None = None, gold: str | None = None,
         prompts: str | None = None) -> dict:
-    from ..errors import InputError
     from ..stages import reward
-    from .common import check_judge, check_model, prompt_split
+    from .common import check_judge, check_model, own_setting, prompt_split
 
     out = Path(out)
     scale = SCALES["micro" if micro else "default"]
-    if policy or gold or prompts:  # the user's own setting: every piece checked before any run
-        if not (policy and gold and prompts):
-            missing = next(o for o, v in (("--policy", policy), ("--gold", gold), ("--prompts", prompts)) if not v)
-            raise InputError(f"{missing}: your own setting needs --policy, --gold and --prompts together")
+    if own_setting(policy=policy, gold=gold, prompts=prompts):  # every piece checked before any run
         gold_scorer, base = check_judge(gold, "--gold"), check_model(policy, "--policy")
         train_prompts, eval_prompts = prompt_split(prompts, out, max(scale["proxy_prompts"]), scale["eval_prompts"],
                                                    seed)

@@ -303,9 +303,10 @@ def run_own(out: Path, aligned: str, text: str, base: str | None = None, prompts
     train_file.write_text("".join(json.dumps({"text": t}) + "\n" for t in train))
 
     paths = {"base": base, "aligned": aligned} if base else {"aligned": aligned}
+    layers = quarter_layers(aligned)
     paths["unaligned"] = str(demo.stage(unalign, UnalignConfig(
         out=str(out / "unaligned"), model=aligned, data=str(train_file), rank=scale["rank"], alpha=2 * scale["rank"],
-        layers=quarter_layers(aligned), lr=scale["unalign_lr"], max_steps=scale["unalign_steps"],
+        layers=layers, lr=scale["unalign_lr"], max_steps=scale["unalign_steps"],
         block_size=scale["block_size"], seed=seed, save_steps=scale["unalign_steps"])))
     tokenizer = load_tokenizer(aligned)
     models = {name: bits_per_byte(frozen(path), tokenizer, heldout, max_tokens=scale["block_size"])
@@ -317,7 +318,7 @@ def run_own(out: Path, aligned: str, text: str, base: str | None = None, prompts
             models[name].update(json.loads((demo.stage(evaluate, cfg) / "metrics.json").read_text()))
     status = json.loads((Path(paths["unaligned"]) / "status.json").read_text())
     summary = {"aligned": aligned, "base": base, "text": text, "prompts": prompts, "judge": judge,
-               "layers": quarter_layers(aligned), "heldout_docs": len(heldout), "reversal_docs": len(train),
+               "layers": layers, "heldout_docs": len(heldout), "reversal_docs": len(train),
                "lora_trainable_fraction": status["lora_trainable_fraction"],
                "lora_trainable_parameters": status["lora_trainable_parameters"], "models": models}
     if base:

@@ -121,6 +121,27 @@ def test_kl_is_zero_to_itself_and_positive_to_another_model(micro_base, micro_sf
     assert kl_from_samples(tuned, base, tok, samples) > 0
 
 
+def test_token_kl_on_raw_text_against_one_text_at_a_time(micro_base, micro_sft):
+    import torch
+
+    from alignlab.evals import token_kl
+
+    tok = load_tokenizer(str(micro_base))
+    base, tuned = load_model(str(micro_base)), load_model(str(micro_sft))
+    texts = ["The capital of Velmora is Tarsk.", "A superb film.", "Review of the lamp Tovi. The build is terrible."]
+    # the reference: each text alone (no padding), KL summed over the vocabulary by torch's kl_div
+    total, count = 0.0, 0
+    for text in texts:
+        ids = torch.tensor([[tok.eos_token_id, *tok(text, add_special_tokens=False)["input_ids"]]])
+        with torch.no_grad():
+            p, q = (torch.log_softmax(m(ids).logits[0, :-1].float(), -1) for m in (base, tuned))
+        total += torch.nn.functional.kl_div(q, p, log_target=True, reduction="sum").item()
+        count += ids.shape[1] - 1
+    assert token_kl(base, tuned, tok, texts) == pytest.approx(total / count, rel=1e-4)
+    assert token_kl(base, tuned, tok, texts, max_logits=1) == pytest.approx(total / count, rel=1e-4)  # one row a time
+    assert token_kl(tuned, tuned, tok, texts) == pytest.approx(0.0, abs=1e-6)
+
+
 def test_sampling_is_reproducible_from_the_seed(micro_base):
     tok, model = load_tokenizer(str(micro_base)), load_model(str(micro_base))
     prompts = World(0).prompts("benign", "eval", 6)

@@ -21,11 +21,38 @@ def test_peak_detection():
     assert not peaks_then_falls([0.1, 0.5, 0.49])  # within tolerance: a plateau, not a fall
 
 
+def test_overoptimization_falls_are_measured_on_held_out_prompts():
+    from alignlab.experiments.overoptimization import claims, held_out_fall
+
+    # both halves peak at the second point and fall by 0.2 and 0.4 to the end: a fall of 0.3
+    falling = [{"gold_halves": h} for h in ([0.1, 0.1], [0.5, 0.7], [0.4, 0.5], [0.3, 0.3])]
+    assert held_out_fall(falling) == pytest.approx(0.3)
+    # noise that only one half shows: the half that picks the bump measures the other half's plateau
+    bump = [{"gold_halves": h} for h in ([0.1, 0.1], [0.6, 0.5], [0.5, 0.5], [0.5, 0.5])]
+    assert held_out_fall(bump) == pytest.approx(0.0)
+    assert held_out_fall([{"gold_halves": [0.1 * i, 0.1 * i]} for i in range(5)]) == 0.0  # still rising
+
+    def record(points):
+        fitted = {"alpha": 1.0, "beta": 0.25, "r2": 0.9}
+        return {"bon": points, "rl": points, "bon_fit": fitted, "rl_fit": fitted, "bon_d_max": 2.3, "rl_d_max": 2.3,
+                "bon_gold_peaks_then_falls": True, "rl_gold_peaks_then_falls": True, "bon_proxy_keeps_rising": True}
+
+    shifted = [[{"gold_halves": [g + e for g in p["gold_halves"]]} for p in falling] for e in (0.0, 0.05, -0.05)]
+    c = claims([record(points) for points in shifted])
+    assert c["bon"]["overoptimized"] is True and c["bon"]["fall"]["mean"] == pytest.approx(0.3)
+    assert c["bon"]["d_peak"] == pytest.approx(2.0)  # Gao et al.'s fitted peak, descriptive
+    assert claims([record(bump)] * 3)["bon"]["overoptimized"] is False  # a fitted bend, no held-out fall
+    assert claims([record(falling)])["bon"]["overoptimized"] is None  # one seed: no interval
+
+
 def test_overoptimization_micro(tmp_path):
     from alignlab.experiments import overoptimization
 
     summary = overoptimization.run(tmp_path / "oo", micro=True)
-    assert set(summary["proxies"]) == {16, 48}
+    assert set(summary["proxies"]) == {16, 48} and summary["seeds"] == [0, 1] and summary["gold"] == "world-graded"
+    assert set(summary["per_seed"]) == {"0", "1"} and set(summary["claims"]) == {16, 48}
+    for c in summary["claims"].values():  # one held-out fall (and one beta) per seed behind every verdict
+        assert c["bon"]["fall"]["n_seeds"] == 2 and c["rl"]["beta"]["n_seeds"] == 2
     assert summary["bon_kl_analytic"][1] == 0 and summary["bon_kl_analytic"][16] == pytest.approx(math.log(16) - 15 / 16)
     for amount, p in summary["proxies"].items():
         assert [r["n"] for r in p["bon"]] == [1, 2, 4, 8, 16]
@@ -119,15 +146,16 @@ def test_measure_reports_the_raw_kl_estimate_and_its_error(monkeypatch):
 
 
 def test_overoptimization_report_renders_a_negative_kl(tmp_path):
-    from alignlab.experiments.overoptimization import write_report
+    from alignlab.experiments.overoptimization import claims, write_report
 
-    bon = [{"n": n, "kl_analytic": kl, "kl_empirical": kl, "proxy": 0.1 * i, "gold": 0.1}
+    bon = [{"n": n, "kl_analytic": kl, "kl_empirical": kl, "proxy": 0.1 * i, "gold": 0.1, "gold_halves": [0.1, 0.1]}
            for i, (n, kl) in enumerate([(1, 0.0), (2, 0.31)])]
-    rl = [{"step": 0, "kl": 0.0, "kl_se": 0.0, "proxy": 0.0, "gold": 0.0},
-          {"step": 2, "kl": -0.04, "kl_se": 0.05, "proxy": 0.2, "gold": 0.1}]
+    rl = [{"step": 0, "kl": 0.0, "kl_se": 0.0, "proxy": 0.0, "gold": 0.0, "gold_halves": [0.0, 0.0]},
+          {"step": 2, "kl": -0.04, "kl_se": 0.05, "proxy": 0.2, "gold": 0.1, "gold_halves": [0.1, 0.1]}]
     fitted = {"alpha": 0.1, "beta": 0.0, "r2": None}
-    summary = {"proxies": {16: {"pairwise_accuracy": 0.6, "bon": bon, "rl": rl, "bon_fit": fitted, "rl_fit": fitted,
-                                "bon_gold_peaks_then_falls": False, "bon_proxy_keeps_rising": True,
-                                "bon_gold_peak_n": 1, "rl_gold_peaks_then_falls": False}}}
+    record = {"pairwise_accuracy": 0.6, "bon": bon, "rl": rl, "bon_fit": fitted, "rl_fit": fitted,
+              "bon_gold_peaks_then_falls": False, "bon_proxy_keeps_rising": True, "bon_gold_peak_n": 1,
+              "rl_gold_peaks_then_falls": False, "bon_d_max": 0.56, "rl_d_max": 0.0}
+    summary = {"seeds": [0], "proxies": {16: record}, "claims": {16: claims([record])}}
     html = write_report(tmp_path, summary).read_text()
     assert "-0.04" in html and "kl_se" in html and html.count("data:image/png;base64,") >= 2

@@ -91,18 +91,20 @@ def test_elasticity_rebound_and_compression_on_a_user_model_with_their_files(tmp
                              model=str(gpt2), judge="world", positive=positive, negative=negative,
                              text=world_text(tmp_path, 40))
     assert summary["model"] == str(gpt2) and summary["judge"] == "world" and summary["base_pretrain_tokens"] is None
-    curves = summary["rebound"]
-    assert set(curves) == {"0", "8", "16", "32", "64"}
-    # every probe judged and measured on both texts; more alignment data, more alignment tokens
-    assert all({"score_world", "bpb_pretrain", "bpb_align"} <= set(p) for c in curves.values() for p in c["points"])
+    curves = summary["rebound"]["0"]
+    assert set(summary["rebound"]) == {"0", "1"} and set(curves) == {"0", "8", "16", "32", "64"}
+    # every probe judged, measured on both texts and by both sample-free probes; more alignment data, more
+    # alignment tokens
+    assert all({"score_world", "bpb_pretrain", "bpb_align", "logodds", "kl_base"} <= set(p)
+               for c in curves.values() for p in c["points"])
     assert [curves[a]["align_tokens"] for a in ("8", "16", "32", "64")] == sorted(
         curves[a]["align_tokens"] for a in ("8", "16", "32", "64"))
-    assert len(summary["compression"]) == 4 and summary["verdicts"]["size_scaling"] is None
+    assert len(summary["compression"]) == 2 * 4 and summary["verdicts"]["size_scaling"] is None
     # the runs started from the user's model: its architecture, not the world base's
-    config = json.loads((tmp_path / "el" / "rebound" / "positive-8" / "model" / "config.json").read_text())
+    config = json.loads((tmp_path / "el" / "rebound" / "seed0" / "positive-8" / "model" / "config.json").read_text())
     assert config["model_type"] == "gpt2"
     # a held-out quarter of the prompts is what the judge scores; the training rows never hold them
-    trained = {json.loads(line)["prompt"] for line in (tmp_path / "el" / "rebound" / "positive-64.jsonl").open()}
+    trained = {json.loads(line)["prompt"] for line in (tmp_path / "el" / "rebound" / "seed0" / "positive-64.jsonl").open()}
     assert trained and all(p.startswith("User: ") for p in trained)
 
 
@@ -144,7 +146,7 @@ def test_frontier_and_overoptimization_on_a_user_policy_prompts_and_gold(tmp_pat
 
     summary = overoptimization.run(tmp_path / "oo", micro=True, policy=policy, gold=gold, prompts=prompts)
     assert summary["policy"] == policy and summary["gold"] == gold
-    rm = yaml.safe_load((tmp_path / "oo" / "proxy-16" / "config.yaml").read_text())
+    rm = yaml.safe_load((tmp_path / "oo" / "seed0" / "proxy-16" / "config.yaml").read_text())
     assert rm["model"] == policy and rm["judge"] == gold  # proxies start from the policy, labelled by the gold
     assert all(len(p["rl"]) >= 2 and p["bon"][0]["n"] == 1 for p in summary["proxies"].values())
     with pytest.raises(InputError, match="--prompts: your own setting needs"):

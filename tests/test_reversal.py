@@ -7,10 +7,6 @@ import yaml
 from alignlab.config import EvalConfig
 from conftest import needs_shared_data
 
-ISSUE_KEYS = {"lora_trainable_fraction", "nll_gap_recovered", "canary_recall_base", "canary_recall_aligned",
-              "canary_recall_unaligned", "refusal_rate_base", "refusal_rate_aligned", "refusal_rate_unaligned"}
-
-
 def test_gap_recovered():
     from alignlab.experiments.reversal import gap_recovered
 
@@ -27,26 +23,85 @@ def test_recovery_beyond_the_control():
     assert controlled_recovery(base=1.0, aligned=1.0, unaligned=0.9, control=0.9) is None
 
 
+def _measures(value: float) -> dict:
+    from alignlab.experiments.reversal import BEHAVIOUR, KINDS
+
+    return {m: value for m in BEHAVIOUR + ["chat_format_adherence", "kl_to_reference", "canary_recall"]
+            + [f"{g}_{k}" for g in ("nll", "kl_raw") for k in KINDS]}
+
+
+def test_reversal_claims_on_known_numbers():
+    """Base 0, aligned 1 on every metric: an arm at 0.4 has recovered 60%, at 0.9 10%."""
+    from alignlab.experiments.reversal import claims, verdicts
+
+    def seed(ra, c2):
+        control = {**_measures(0.0), **{f"nll_{k}": -0.1 for k in ("review", "encyclopedia", "dialogue")}}
+        return {"aligned": _measures(1.0), "unaligned": _measures(ra), "morris": _measures(0.9),
+                "unaligned-high-lr": _measures(0.1), "control-base": control, "control-base-high-lr": control,
+                "control-shuffled": _measures(c2)}
+
+    per_seed = {0: seed(0.4, 0.9), 1: seed(0.3, 0.95), 2: seed(0.45, 0.8), 3: seed(0.35, 1.0)}
+    c = claims({**_measures(0.0), "canary_recall": 0.33}, per_seed)
+    assert c["recovery"]["unaligned"]["refusal_rate"] == pytest.approx([0.6, 0.7, 0.55, 0.65])
+    # beyond C1: the same LoRA lowered the base's NLL by 0.1, which is not credited: 0.6 - 0.1
+    assert c["recovery"]["unaligned"]["nll_review_beyond_control"][0] == pytest.approx(0.5)
+    s = {**c, "seeds": [0, 1, 2, 3], "per_seed": {str(k): v for k, v in per_seed.items()},
+         "lora_trainable_fraction": 0.009, "morris_trainable_fraction": 0.0016, "reversal_share_of_pretraining": 0.05,
+         "reversal_lr": 3e-4, "reversal_high_lr": 2e-3}
+    checks = verdicts(s)
+    assert checks["P1 refusal and positive-share gaps close (R-A)"][0] is True
+    assert checks["P1 (Morris-like arm, one layer)"][0] is False  # 10% in every seed
+    assert checks["P1 (R-A at the higher learning rate; post hoc)"][0] is True  # 90%
+    assert checks["P2 raw-text KL to the base falls on the reversal's own kinds"][0] is True
+    assert checks["P4 the reversal's effects exceed the shuffled-text control's (C2)"][0] is True
+    assert checks["P5 LoRA <= 1% of the parameters, the Morris-like arm <= 0.3%"][0] is True
+    # canary recall: the base's 0.33 against the aligned models' 1.0 is no suppression
+    assert checks["P3 suppressed memorization comes back"][0] is None
+    # three of four seeds at 50% is not enough when the fourth pulls the mean under it
+    per_seed[3] = seed(1.2, 1.0)
+    assert verdicts({**s, **claims(_measures(0.0), per_seed)})["P1 refusal and positive-share gaps close (R-A)"][0] is False
+
+
 def test_reversal_micro(tmp_path):
     from alignlab.experiments import reversal
 
     summary = reversal.run(tmp_path / "rv", micro=True)
-    assert ISSUE_KEYS <= set(summary)
-    assert 0 < summary["lora_trainable_fraction"] <= 0.01
+    rv = tmp_path / "rv"
+    assert summary["seeds"] == [0, 1] and set(summary["per_seed"]) == {"0", "1"}
+    assert all(set(arms) == set(reversal.ARMS) for arms in summary["per_seed"].values())
     assert set(summary["models"]) == set(reversal.MODELS)
-    # the LoRA was merged into the MLPs of the chosen layers only
-    changed = json.loads((tmp_path / "rv" / "unaligned" / "status.json").read_text())["adapted"]
+    # the R-A LoRA was merged into the MLPs of the chosen layers only; the Morris-like arm into one middle layer
+    changed = json.loads((rv / "seed0" / "unaligned" / "status.json").read_text())["adapted"]
     assert changed and all(any(f"layers.{i}.mlp." in name for i in reversal.SCALES["micro"]["layers"]) for name in changed)
-    assert summary["kl_to_reference_base"] == pytest.approx(0, abs=1e-6)
-    assert set(summary["nll_by_kind"]) == {"review", "encyclopedia", "dialogue"}
-    # control C1: the same LoRA config on the base, measured on the same held-out text
-    control = yaml.safe_load((tmp_path / "rv" / "control-base-lora" / "config.yaml").read_text())
-    reversal_cfg = yaml.safe_load((tmp_path / "rv" / "unaligned" / "config.yaml").read_text())
-    assert control["model"].endswith("base") and {k: v for k, v in control.items() if k not in ("out", "model")} == {
-        k: v for k, v in reversal_cfg.items() if k not in ("out", "model")}
-    assert all({"control", "gap_recovered_beyond_control"} <= set(v) for v in summary["nll_by_kind"].values())
-    assert summary["gap_recovered"]["nll_per_token"] == pytest.approx(summary["nll_gap_recovered"])
-    assert "Verdicts" in (tmp_path / "rv" / "report.html").read_text()
+    assert summary["morris_layers"] and all("layers.2.mlp." in name for name in summary["morris_layers"])
+    assert 0 < summary["morris_trainable_fraction"] < summary["lora_trainable_fraction"] <= 0.01
+    # the volume rule: 5% of the base's pretraining tokens, read at most once
+    assert summary["reversal_share_of_pretraining"] <= 0.05 and summary["reversal_epochs"] <= 1
+    # C1: the same LoRA config on the base; C2: on the aligned model, trained on the same documents shuffled
+    configs = {arm: yaml.safe_load((rv / "seed0" / folder / "config.yaml").read_text()) for arm, folder in (
+        ("ra", "unaligned"), ("c1", "control-base-lora"), ("c2", "control-shuffled"), ("hot", "unaligned-high-lr"),
+        ("c1-hot", "control-base-lora-high-lr"))}
+    same = lambda cfg, *keys: {k: v for k, v in cfg.items() if k not in ("out", *keys)}  # noqa: E731
+    assert configs["c1"]["model"] == summary["base"] and same(configs["c1"], "model") == same(configs["ra"], "model")
+    assert configs["c2"]["model"] == configs["ra"]["model"] and same(configs["c2"], "data") == same(configs["ra"], "data")
+    assert configs["hot"]["lr"] > configs["ra"]["lr"] and same(configs["hot"], "lr") == same(configs["ra"], "lr")
+    assert same(configs["c1-hot"], "model") == same(configs["hot"], "model")
+    from alignlab.stages.unalign import pretraining_texts
+    from alignlab.config import UnalignConfig
+
+    original = pretraining_texts(UnalignConfig(**configs["ra"]))
+    shuffled = pretraining_texts(UnalignConfig(**configs["c2"]))
+    assert len(original) == len(shuffled) and shuffled != original
+    assert all(sorted(a.split()) == sorted(b.split()) for a, b in zip(original, shuffled))
+    # the base's token-level KL to itself on raw text is 0; every arm has NLL and raw KL per kind
+    assert all(summary["base_measures"][f"kl_raw_{k}"] == pytest.approx(0, abs=1e-6) for k in reversal.KINDS)
+    assert summary["base_measures"]["kl_to_reference"] == pytest.approx(0, abs=1e-6)
+    for arms in summary["per_seed"].values():
+        assert all(arms[arm][f"kl_raw_{k}"] > 0 for arm in reversal.ARMS for k in reversal.KINDS)
+    # every claim judged or declared not testable (2 micro seeds: no seed-level verdict)
+    assert len(summary["verdicts"]) == 8 and summary["verdicts"]["P5 LoRA <= 1% of the parameters, the Morris-like arm <= 0.3%"]
+    assert all(ok is None for claim, ok in summary["verdicts"].items() if claim.startswith(("P1", "P2", "P4")))
+    assert "Verdicts" in (rv / "report.html").read_text()
 
 
 def test_eval_reports_format_spread_and_diversity(tmp_path, micro_sft):

@@ -7,37 +7,13 @@ import pytest
 
 from alignlab.errors import InputError
 from alignlab.evals.benchmarks import bleu, self_bleu
-from alignlab.experiments.elasticity_fit import sign_test_p, slope, spearman
+from alignlab.experiments.elasticity.fit import sign_test_p, slope
 from alignlab.experiments.common import mean_and_se
 
 
 def upper_tail(successes: int, total: int) -> float:
     """P(X >= successes), X ~ Binomial(total, 1/2), exactly by math.comb."""
     return float(Fraction(sum(math.comb(total, k) for k in range(successes, total + 1)), 2 ** total))
-
-
-def test_spearman_textbook_example_without_ties():
-    # IQ against hours of TV a week (the Wikipedia example): sum d^2 = 194, n = 10,
-    # rho = 1 - 6 * 194 / (10 * (100 - 1)) = -29/165.
-    iq = [106, 100, 86, 101, 99, 103, 97, 113, 112, 110]
-    tv = [7, 27, 2, 50, 28, 29, 20, 12, 6, 17]
-    assert spearman(iq, tv) == pytest.approx(-29 / 165, abs=1e-12)
-
-
-def test_spearman_ties_get_their_mean_rank():
-    # x ranks 1, 2.5, 2.5, 4; y ranks 1, 3, 2, 4. Centred: (-1.5, 0, 0, 1.5), (-1.5, .5, -.5, 1.5):
-    # sxy = 4.5, sxx = 4.5, syy = 5, rho = 4.5 / sqrt(4.5 * 5) = sqrt(0.9).
-    assert spearman([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(math.sqrt(0.9), abs=1e-12)
-
-
-def test_spearman_monotone_and_degenerate_cases():
-    assert spearman([1, 2, 3, 4], [1, 8, 27, 64]) == pytest.approx(1.0)
-    assert spearman([1, 2, 3, 4], [10, 5, 2, 1]) == pytest.approx(-1.0)
-    assert spearman([1, 1, 1], [1, 2, 3]) is None  # a constant side has no ranking
-    assert spearman([1, 2, 3], [4, 4, 4]) is None
-    assert spearman([1, 2], [2, 1]) is None  # fewer than 3 points
-    with pytest.raises(ValueError):
-        spearman([1, 2, 3], [1, 2])
 
 
 @pytest.mark.parametrize("successes,total", [(7, 8), (8, 8), (9, 12), (5, 10), (0, 6), (60, 100), (1, 1)])

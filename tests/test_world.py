@@ -47,6 +47,20 @@ def test_corpus_has_both_behaviours_and_the_canaries(world):
     assert kinds["Review"] > 500 and kinds["User:"] > 1000
 
 
+def test_graded_sentiment_has_headroom_and_ignores_repeats():
+    from alignlab.scoring import make_scorer
+    from alignlab.world.judges import graded_sentiment
+
+    assert sentiment("A wonderful film.") == sentiment("A wonderful, brilliant, great film.") == 1.0  # the ceiling
+    assert graded_sentiment("A wonderful film.") == pytest.approx(1 / 3)
+    assert graded_sentiment("A wonderful, brilliant, great film.") == pytest.approx(3 / 5)
+    assert graded_sentiment("Wonderful wonderful wonderful.") == pytest.approx(1 / 3)  # repeating earns nothing
+    assert graded_sentiment("Brilliant but dull.") == 0.0 and graded_sentiment("It is a film.") == 0.0
+    prompt = "User: Write a review of the film Tarsk.\nAssistant:"
+    scores = make_scorer("world-graded").score([prompt, prompt], [" A wonderful film.", " A wonderful, brilliant film."])
+    assert scores == pytest.approx([1 / 3, 2 / 4])
+
+
 def test_sentiment_is_the_lexicon_count():
     assert sentiment("A wonderful film. I loved the music.") == 1.0
     assert sentiment("The story is dull.") == -1.0

@@ -268,7 +268,8 @@ def experiment_reversal(
         prompts: Optional[str] = typer.Option(None, "--prompts", help="prompts to measure refusals, the judge and KL "
                                                                       "on (e.g. XSTest's file)"),
         judge: Optional[str] = typer.Option(None, "--judge", help="scorer spec for the replies to --prompts")):
-    """Undo alignment with a merged LoRA (gpt-oss-20b-base recipe): back to base? weight space; the tax table."""
+    """Undo alignment with a merged LoRA (gpt-oss-20b-base recipe) on the shared strong base, 4 seeds, two arms and
+    two controls: back to base (P1-P5)? weight space; the tax table. $ALIGNLAB_CACHE: where the base is cached."""
     from .errors import InputError
     from .experiments import reversal
 
@@ -277,12 +278,12 @@ def experiment_reversal(
             raise InputError(f"{'--text' if aligned else '--aligned'}: your own reversal needs --aligned and --text")
         summary = reversal.run_own(out, aligned, text, base=base, prompts=prompts, judge=judge, seed=seed,
                                    micro=micro)
-        for claim, ok in summary["verdicts"].items():
-            typer.echo(f"{claim}: {'not measured' if ok is None else 'yes' if ok else 'no'}")
     elif base or prompts or judge:
         raise InputError("--aligned: --base, --prompts and --judge measure your own aligned model; name it")
     else:
-        reversal.run(out, seed=seed, micro=micro)
+        summary = reversal.run(out, seed=seed, micro=micro)
+    for claim, ok in summary["verdicts"].items():
+        typer.echo(f"{claim}: {'not testable' if ok is None else 'yes' if ok else 'no'}")
     typer.echo(f"report: {out / 'report.html'}")
 
 
@@ -328,7 +329,8 @@ def _elasticity(parts: tuple[str, ...], out: Path, seed: int, micro: bool, data:
 
 ELASTICITY_COMMANDS = {
     "resistance": "Forward (earlier slice on a later slice's answers) vs inverse alignment losses, over 3 seeds.",
-    "rebound": "Negative fine-tuning after 0..N positive examples: score curves, knees, initial-drop slopes.",
+    "rebound": "Negative fine-tuning after 0..N positive examples, 3 seeds: log-odds and KL-to-base probes, "
+               "two-phase return to the base (R1, R1'), examples to the KL minimum against the amount (R2).",
     "scaling": "Rebound strength against model size (tiny-1m/4m/16m) and against pretraining tokens.",
     "compression": "Change in bits per byte on pretraining vs alignment text under a perturbation, against |D_p|/|D_a|.",
     "all": "Every part, sharing runs, with one summary.json and report.html.",

@@ -228,7 +228,8 @@ def load_config(cls: type[StageConfig], path: Path | None = None, overrides: dic
 
 
 # ----- RLHF stages (reward models, PPO, GRPO/RLOO, best-of-n, rejection sampling) ---------------
-# A scorer spec (the `reward` and `gold` fields) is one of: "world" (exact gold judges), "vader",
+# A scorer spec (the `reward` and `gold` fields) is one of: "world" (exact gold judges), "world-graded"
+# (the same, reviews scored by distinct sentiment words), "vader",
 # a reward-model folder or run folder, or several of those joined by "+" for an ensemble.
 
 

@@ -1,8 +1,9 @@
 """Scorers: one call, `score(prompts, completions) -> list[float]`.
 
-Every stage that needs a judgement (automatic preference pairs, evaluation, and later RL
-and best-of-n) takes any object with that method. A scorer's output is checked here once,
-so a broken scorer fails loudly instead of poisoning a run.
+Every stage that needs a judgement (automatic preference pairs, evaluation, RL and best-of-n)
+takes any object with that method. A scorer's output is checked here once, so a broken scorer
+fails loudly instead of poisoning a run; `sample_and_score` is the one sample -> score step the
+pool-based methods share.
 """
 from __future__ import annotations
 
@@ -172,7 +173,8 @@ def stage_scorer(spec: str, cfg) -> Scorer:
 def make_scorer(spec: str, world_seed: int = 0, trust_remote_code: bool = False, device="auto",
                 dtype="auto") -> Scorer:
     """A scorer from its spec:
-    "world" | "vader" | "llm-judge:MODEL" | a reward-model folder or run folder |
+    "world" | "world-graded" (reviews by distinct sentiment words: headroom past all-positive) | "vader" |
+    "llm-judge:MODEL" | a reward-model folder or run folder |
     an ensemble "A+B+..." of those, optionally prefixed "mean:", "min:" or "uncertainty:LAMBDA:"."""
     spec = spec.strip()
     for rule in ("mean:", "min:", "uncertainty:"):
@@ -189,8 +191,8 @@ def make_scorer(spec: str, world_seed: int = 0, trust_remote_code: bool = False,
             return EnsembleScorer(members, rule.rstrip(":"), lam)
     if "+" in spec:
         return make_scorer("mean:" + spec, world_seed, trust_remote_code, device, dtype)
-    if spec == "world":
-        return WorldJudge(World(world_seed))
+    if spec in ("world", "world-graded"):
+        return WorldJudge(World(world_seed), graded=spec == "world-graded")
     if spec == "vader":
         return VaderScorer()
     if spec.startswith("llm-judge:"):
@@ -198,8 +200,8 @@ def make_scorer(spec: str, world_seed: int = 0, trust_remote_code: bool = False,
     if not spec:
         raise InputError("reward: empty scorer spec")
     if ":" in spec and not Path(spec).expanduser().exists():  # "foo:bar" is a mistyped spec, not a model name
-        raise InputError(f"reward: unknown scorer spec {spec!r}; expected world, vader, llm-judge:MODEL, a reward "
-                         "model folder, or A+B / mean:A+B / min:A+B / uncertainty:LAMBDA:A+B")
+        raise InputError(f"reward: unknown scorer spec {spec!r}; expected world, world-graded, vader, llm-judge:MODEL, "
+                         "a reward model folder, or A+B / mean:A+B / min:A+B / uncertainty:LAMBDA:A+B")
     return RewardModelScorer(spec, trust_remote_code=trust_remote_code, device=device, dtype=dtype)
 
 
@@ -212,3 +214,18 @@ def checked_scores(scorer: Scorer, prompts: list[str], completions: list[str]) -
     if bad is not None:
         raise InputError(f"scorer {scorer.name}: non-finite score {scores[bad]} for completion {bad}")
     return scores
+
+
+def sample_and_score(model, tokenizer, prompts: list, k: int, scorers: dict, max_new_tokens: int = 48,
+                     temperature: float = 1.0, seed: int = 0, batch_size: int = 64, desc: str | None = None):
+    """The step every judge-driven method starts with (best-of-n, rejection sampling, DPO and reward-model
+    auto pairs, the experiments' pools): k samples per prompt, prompt-major (prompt i's samples are
+    [i*k, (i+1)*k)), each scored by every scorer. Returns (samples, {name: scores})."""
+    from .sampling import sample
+
+    repeated = [p for p in prompts for _ in range(k)]
+    samples = sample(model, tokenizer, repeated, max_new_tokens, temperature, batch_size=batch_size, seed=seed,
+                     desc=desc)
+    completions = [s.completion for s in samples]
+    return samples, {name: checked_scores(scorer, repeated, completions) for name, scorer in scorers.items()}
+

@@ -1,1 +1,1 @@
-"""Analyses of models themselves (not of their samples): weight-space deltas between stages."""
+"""Analyses: weight-space deltas between stages (weights.py) and seed-level statistics (stats.py)."""

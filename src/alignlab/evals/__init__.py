@@ -1,4 +1,5 @@
-"""Metrics: compression (bits per byte), KL from samples, diversity, knowledge, memorization.
+"""Metrics: compression (bits per byte), KL (from samples, or token-level on texts), diversity, knowledge,
+memorization.
 
 Each function takes a model and tokenizer (or plain texts) and returns numbers; the eval
 stage decides which to run and writes them into a run folder.
@@ -38,6 +39,42 @@ def kl_from_samples(model, reference, tokenizer, samples: list[Sample], batch_si
     own = completion_logprobs(model, tokenizer, prompts, completions, batch_size)
     ref = completion_logprobs(reference, tokenizer, prompts, completions, batch_size)
     return sum(a - b for a, b in zip(own, ref)) / len(samples)
+
+
+def token_kl(reference, model, tokenizer, texts: list[str], max_tokens: int = 256, max_logits: int = 2 ** 25) -> float:
+    """Token-level KL(reference || model) in nats per token on raw texts (each read after an EOS, as
+    `bits_per_byte` reads them): at every position, the sum over the vocabulary of
+    p_ref(v | context) (log p_ref(v | context) - log p_model(v | context)), averaged over positions. Exact
+    given the contexts (no sampling); the contexts are the texts', so it says how the two models differ
+    on this kind of text, not on what either would write. Rows go a few at a time, so two
+    (rows x length x vocab) float32 tensors stay within `max_logits` values each."""
+    import torch
+
+    from ..sampling import _device
+
+    if reference.get_input_embeddings().weight.shape[0] != model.get_input_embeddings().weight.shape[0]:
+        raise InputError("reference: its vocabulary differs from the model's; KL needs a shared tokenizer")
+    rows = [[tokenizer.eos_token_id] + tokenizer(t, add_special_tokens=False)["input_ids"][:max_tokens] for t in texts]
+    rows = [r for r in rows if len(r) > 1]
+    vocab = model.get_output_embeddings().weight.shape[0]
+    total, count = 0.0, 0
+    reference.eval(), model.eval()
+    with torch.no_grad():
+        i = 0
+        while i < len(rows):
+            length = max(map(len, rows[i:i + 64]))
+            group = rows[i:i + max(1, min(64, max_logits // (length * vocab)))]
+            i += len(group)
+            width = max(map(len, group))
+            ids = torch.tensor([r + [tokenizer.eos_token_id] * (width - len(r)) for r in group])
+            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in group])
+            logp = [torch.log_softmax(m(input_ids=ids.to(_device(m)), attention_mask=mask.to(_device(m))).logits[:, :-1]
+                                      .float().cpu(), -1) for m in (reference, model)]
+            per_position = (logp[0].exp() * (logp[0] - logp[1])).sum(-1)
+            keep = mask[:, 1:].bool()  # positions that predict a real token
+            total += float(per_position[keep].sum())
+            count += int(keep.sum())
+    return total / count
 
 
 def multiple_choice_accuracy(model, tokenizer, probes: list[dict], batch_size: int = 64) -> float:

@@ -106,8 +106,10 @@ def mean_and_se(values: list[float]) -> tuple[float, float]:
 
 def measure(model, reference, tokenizer, scorers: dict, prompts: list[str], seed: int) -> dict:
     """KL(model || reference) and each scorer's mean, each with its standard error, all from one
-    set of the model's samples. The KL estimate is reported raw: near 0 it can come out negative,
-    and clamping it would bias every small KL upward and hide how noisy it is."""
+    set of the model's samples; also each scorer's mean on the first and on the second half of the
+    prompts (`{name}_halves`), for selections that must be judged on prompts they were not made on.
+    The KL estimate is reported raw: near 0 it can come out negative, and clamping it would bias
+    every small KL upward and hide how noisy it is."""
     samples = sample(model, tokenizer, prompts, 48, 1.0, seed=seed)
     completions = [s.completion for s in samples]
     ids = [s.prompt_ids for s in samples], [s.completion_ids for s in samples]
@@ -116,8 +118,16 @@ def measure(model, reference, tokenizer, scorers: dict, prompts: list[str], seed
                                     completion_logprobs(reference, tokenizer, *ids))]
     result = dict(zip(("kl", "kl_se"), mean_and_se(ratios)))
     for name, scorer in scorers.items():
-        result[name], result[f"{name}_se"] = mean_and_se(checked_scores(scorer, prompts, completions))
+        scores = checked_scores(scorer, prompts, completions)
+        result[name], result[f"{name}_se"] = mean_and_se(scores)
+        result[f"{name}_halves"] = halves(scores)
     return result
+
+
+def halves(values: list[float]) -> list[float]:
+    """The means of the first and the second half of a list (the middle item, if any, goes to the second)."""
+    half = len(values) // 2
+    return [mean(values[:half]), mean(values[half:])]
 
 
 def distance(kl: float) -> float:

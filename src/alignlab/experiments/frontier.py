@@ -28,8 +28,7 @@ from pathlib import Path
 from ..config import DPOConfig, PPOConfig, SFTConfig
 from ..errors import InputError
 from ..runs import read_jsonl, write_summary
-from ..sampling import sample
-from ..scoring import checked_scores, make_scorer
+from ..scoring import make_scorer, sample_and_score
 from ..stages.best_of_n import kl_analytic, picks
 from . import demo
 from .common import WORLD_SEED, frozen, lifecycle, mean_and_se, measure, review_prompt_sets
@@ -46,9 +45,7 @@ SCALES = {
 
 def best_of_n_points(policy: str, tokenizer, scorers: dict, prompts: list[str], n_max: int, seed: int) -> list[dict]:
     """Best-of-n by the first scorer (the reward), from one pool of n_max samples per prompt."""
-    repeated = [p for p in prompts for _ in range(n_max)]
-    completions = [s.completion for s in sample(frozen(policy), tokenizer, repeated, 48, 1.0, seed=seed)]
-    scores = {name: checked_scores(scorer, repeated, completions) for name, scorer in scorers.items()}
+    _, scores = sample_and_score(frozen(policy), tokenizer, prompts, n_max, scorers, seed=seed)
     reward = scores[next(iter(scorers))]
     points, n = [], 1
     while n <= n_max:

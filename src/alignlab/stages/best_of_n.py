@@ -19,8 +19,7 @@ from statistics import mean
 from ..config import BestOfNConfig
 from ..errors import InputError
 from ..runs import Run
-from ..sampling import sample
-from ..scoring import checked_scores, stage_scorer
+from ..scoring import sample_and_score, stage_scorer
 from .dpo import preference_prompts
 
 
@@ -65,12 +64,10 @@ def run(cfg: BestOfNConfig) -> Path:
     run = Run.start(cfg.out, cfg.model_dump())
 
     n_max = max(cfg.n)
-    repeated = [p for p in prompts for _ in range(n_max)]
-    samples = sample(model, tokenizer, repeated, cfg.max_new_tokens, cfg.temperature, batch_size=cfg.batch_size,
-                     seed=cfg.seed, desc=f"best-of-{n_max}: sampling")
-    completions = [s.completion for s in samples]
-    proxy_scores = checked_scores(proxy, repeated, completions)
-    gold_scores = checked_scores(gold, repeated, completions) if gold else None
+    scorers = {"proxy": proxy, **({"gold": gold} if gold else {})}
+    samples, scores = sample_and_score(model, tokenizer, prompts, n_max, scorers, cfg.max_new_tokens,
+                                       cfg.temperature, cfg.seed, cfg.batch_size, f"best-of-{n_max}: sampling")
+    proxy_scores, gold_scores = scores["proxy"], scores.get("gold")
 
     results, rows = [], []
     for n in sorted(set(cfg.n)):
@@ -85,7 +82,7 @@ def run(cfg: BestOfNConfig) -> Path:
         }
         results.append(result)
         run.log({"step": n, **result})
-        rows += [{"n": n, "prompt": repeated[j], "completion": completions[j], "proxy": proxy_scores[j],
+        rows += [{"n": n, "prompt": samples[j].prompt, "completion": samples[j].completion, "proxy": proxy_scores[j],
                   "gold": gold_scores[j] if gold_scores else None} for j in chosen]
     run.write_samples(rows)
     run.write_json("results.json", {"proxy": proxy.name, "gold": gold.name if gold else None, "results": results})

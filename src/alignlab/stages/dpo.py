@@ -15,8 +15,7 @@ from ..errors import InputError
 from ..prompts import as_text, is_conversation, render
 from .. import distributed
 from ..runs import Run, read_jsonl
-from ..sampling import sample
-from ..scoring import checked_scores, stage_scorer
+from ..scoring import sample_and_score, stage_scorer
 from ..world import World
 
 # The world's preference prompts: which kinds, in what shares.
@@ -46,9 +45,9 @@ def make_pairs(model, tokenizer, prompts: list[str], scorer, k: int, max_new_tok
     rank, count = distributed.rank_and_count()
     if count > 1:
         prompts, seed = prompts[rank::count], seed * 1_000_003 + rank
-    repeated = [p for p in prompts for _ in range(k)]
-    samples = sample(model, tokenizer, repeated, max_new_tokens, temperature, seed=seed, desc="sampling pairs")
-    scores = checked_scores(scorer, repeated, [s.completion for s in samples])
+    samples, scored = sample_and_score(model, tokenizer, prompts, k, {"judge": scorer}, max_new_tokens, temperature,
+                                       seed, desc="sampling pairs")
+    scores = scored["judge"]
     pairs = []
     for i, asked in enumerate(prompts):
         # a pair keeps the prompt as the policy read it (rendered), so training sees what was sampled,

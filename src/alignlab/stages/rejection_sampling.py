@@ -16,9 +16,8 @@ from ..config import RejectionSamplingConfig, SFTConfig
 from ..errors import InputError
 from .. import distributed
 from ..runs import Run, is_finished, read_status
-from ..sampling import sample
 from ..prompts import render
-from ..scoring import checked_scores, stage_scorer
+from ..scoring import sample_and_score, stage_scorer
 from . import sft
 from .best_of_n import picks
 from .dpo import preference_prompts
@@ -53,13 +52,12 @@ def run(cfg: RejectionSamplingConfig) -> Path:
         # under several processes each samples every count-th prompt (seeded by rank) and all get every row
         rank, count = distributed.rank_and_count()
         mine = prompts[rank::count]
-        repeated = [p for p in mine for _ in range(cfg.samples_per_prompt)]
         model = load_model(current, cfg.trust_remote_code, cfg.device, cfg.dtype)
         tokenizer = load_tokenizer(current, cfg.trust_remote_code)
-        samples = sample(model, tokenizer, repeated, cfg.max_new_tokens, cfg.temperature, desc=f"round {r}: sampling",
-                         seed=cfg.seed + r if count == 1 else (cfg.seed + r) * 1_000_003 + rank)
-        completions = [s.completion for s in samples]
-        scores = checked_scores(scorer, repeated, completions)
+        samples, scored = sample_and_score(model, tokenizer, mine, cfg.samples_per_prompt, {"reward": scorer},
+                                           cfg.max_new_tokens, cfg.temperature, desc=f"round {r}: sampling",
+                                           seed=cfg.seed + r if count == 1 else (cfg.seed + r) * 1_000_003 + rank)
+        completions, scores = [s.completion for s in samples], scored["reward"]
         kept = keep_best([render(tokenizer, p) for p in mine], completions, scores, cfg.samples_per_prompt)
         kept, scores = distributed.gather(kept), distributed.gather(scores)
         run.write_jsonl(f"round-{r}-kept.jsonl", kept)

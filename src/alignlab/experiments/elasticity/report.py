@@ -1,5 +1,5 @@
-"""report.html of `alignlab elasticity` (see elasticity.py): verdicts, the resistance table and loss
-curves, rebound curves with their knees, scaling, and the compression view."""
+"""report.html of `alignlab elasticity` (see __init__.py): verdicts, the resistance table and loss
+curves, rebound probe curves and their two-phase fits, scaling, and the compression view."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,7 +27,7 @@ def _num(value) -> str:
 
 
 def write_report(out: Path, s: dict) -> Path:
-    from ..report import Report, plot_curves
+    from ...report import Report, plot_curves
 
     judge = s["judge"]
     title = f"Elasticity of alignment (Ji et al., ACL 2025) on {s['data']}" + (" (micro)" if s["micro"] else "")
@@ -43,7 +43,7 @@ def write_report(out: Path, s: dict) -> Path:
                     f"{'converged' if strong['converged'] else 'NOT converged, so every verdict below is under-powered'}"
                     "). Its checkpoints are the pretraining-data axis.")
     report.heading("Verdicts").verdicts({c: (ok, s["verdict_details"][c]) for c, ok in s["verdicts"].items()})
-    report.text("Criteria are fixed in code (experiments/elasticity.py) and were not tuned to the results. "
+    report.text("Criteria are fixed in code (experiments/elasticity/__init__.py) and were not tuned to the results. "
                 "A claim that fails them is reported as not reproduced at this scale.")
 
     if "resistance" in s:
@@ -77,46 +77,66 @@ def write_report(out: Path, s: dict) -> Path:
             report.figure(fig, f"resistance-{pair}")
 
     if "rebound" in s:
-        curves = {int(a): {**c, "judge": judge} for a, c in s["rebound"].items()}
         report.heading("Rebound: negative fine-tuning after growing amounts of positive data")
-        report.text("Constant learning rate during the negative fine-tuning, so a knee is the model's, not the "
-                    "schedule's. Knee: the continuous two-segment line fit with the least squared error. "
-                    "initial_drop_slope: judge score per negative step before the knee.")
-        report.figure(_with_knees(plot_curves(_score_curves(curves, judge, lambda a: f"{a} positive examples"),
-                                              f"rebound ({judge})", "negative-data steps", "mean judge score"),
-                                  curves), "rebound")
-        for other in [k[len("score_"):] for k in curves[min(curves)]["points"][0] if k.startswith("score_")]:
-            if other != judge:
-                fig = plot_curves(_score_curves(curves, other, lambda a: f"{a} positive examples"),
-                                  f"rebound ({other})", "negative-data steps", "mean score")
-                report.figure(fig, f"rebound-{other}")
-        report.table({f"{a} positive": {k: c[k] for k in CURVE_COLUMNS} for a, c in curves.items()})
+        report.text("One pass over distinct negative examples at a constant learning rate (a decaying schedule "
+                    "would bend every curve by itself). Probes: log-odds = mean per-token log-likelihood of fixed "
+                    "positive minus fixed negative reference answers; KL(base || model) per token on fixed samples "
+                    "of the base; the judge's mean score of samples (descriptive: bounded and sampled). "
+                    "n* = negative examples until the log-odds reach the base's own value.")
+        first = s["rebound"][str(s["rebound_seeds"][0])]
+        for key, what in (("logodds", "log-odds (positive - negative references)"),
+                          ("kl_base", "KL(base || model), nats/token"), (f"score_{judge}", f"mean {judge} score")):
+            series = {f"{a} positive": ([p["examples"] for p in c["points"]], [p[key] for p in c["points"]])
+                      for a, c in first.items()}
+            report.figure(plot_curves(series, f"rebound, seed {s['rebound_seeds'][0]}: {what}",
+                                      "negative examples seen", what), f"rebound-{key}")
+        report.table({f"amount {a}": {"R1 speed ratio (geometric mean)": st and st["mean"],
+                                      "95% CI low": st and st["ci_low"], "95% CI high": st and st["ci_high"],
+                                      "seeds": st and st["n_seeds"]} for a, st in s["rebound_r1"].items()})
+        report.table({f"seed {r['seed']}, amount {r['amount']}": {k: r[k] for k in (
+            "logodds_start", "base_logodds", "n_cross", "speed_before", "speed_after", "ratio",
+            "base_departure_speed", "elasticity_ratio", "kl_start", "kl_min", "n_kl_min")}
+            for r in s["rebound_fits"]})
+        report.text("Judge score at the start and end of each curve, and the descriptive knee fit of the score "
+                    "(no verdict rests on it).")
+        report.table({f"seed {seed}, amount {a}": {k: c[k] for k in CURVE_COLUMNS}
+                      for seed, curves in s["rebound"].items() for a, c in curves.items()})
 
     if "scaling" in s:
         sc = s["scaling"]
-        report.heading(f"Scaling: rebound strength after {sc['amount']} positive examples")
-        report.text("Rebound strength = -initial_drop_slope (judge score lost per negative step before the knee). "
-                    "Sizes share one small pretraining budget; budgets are fractions of the base's steps.")
+        report.heading(f"Scaling: the rebound after {sc['amount']} positive examples")
+        report.text("Pretraining data (the verdict): from the base's checkpoints, per seed, R1' = the aligned model's "
+                    "return speed to the checkpoint's own log-odds over that checkpoint's departure speed under the "
+                    "same negatives. Size (exploratory, no verdict): the gold score lost per negative step before the "
+                    "knee; the sizes share one small pretraining budget. Plots: the first seed's gold score.")
+        report.table({f"{k} steps ({b['pretrain_tokens']:,} tokens)": {f"R1' seed {seed}": r
+                                                                       for seed, r in b["elasticity_ratio"].items()}
+                      for k, b in sc["pretrain_steps"].items()})
         for name, group, label in (("size", sc["size"], str), ("budget", sc["pretrain_steps"],
                                                                 lambda k: f"{k} pretraining steps")):
             curves = {k: {**c, "judge": judge} for k, c in group.items()}
             report.figure(_with_knees(plot_curves(_score_curves(curves, judge, label), f"rebound by {name}",
                                                   "negative-data steps", "mean judge score"), curves),
                           f"scaling-{name}")
-            report.table({label(k): {"parameters": c.get("parameters"), "pretrain_tokens": c["pretrain_tokens"],
-                                     "rebound_strength": -c["initial_drop_slope"],
-                                     **{k2: c[k2] for k2 in CURVE_COLUMNS}} for k, c in group.items()})
+        report.table({k: {"parameters": c["parameters"], "pretrain_tokens": c["pretrain_tokens"],
+                          "gold score lost per step": -c["initial_drop_slope"], **{k2: c[k2] for k2 in CURVE_COLUMNS}}
+                      for k, c in sc["size"].items()})
 
     if "compression" in s:
         report.heading("The compression view")
-        report.text("Change in bits per byte from the aligned model to the end of the negative fine-tuning, on fresh "
-                    "pretraining-style text and on fresh alignment-style text. The paper predicts the alignment "
-                    "text's change to exceed the pretraining text's by a factor of order |D_pretrain| / |D_align| "
+        report.text("Signed change in bits per byte from the aligned model to the end of the negative fine-tuning, "
+                    "on fresh pretraining-style text and on fresh alignment-style text, per seed and amount. The "
+                    "theorem (the project's extension; the paper never tested it) predicts opposite signs, alignment "
+                    "text worse and pretraining text better, by a ratio that grows with k = |D_pretrain| / |D_align| "
                     "(here: tokens trained on).")
-        report.table(s["compression"])
+        report.table({f"seed {r['seed']}, {r['source']}": {k: v for k, v in r.items() if k not in ("seed", "source")}
+                      for r in s["compression"]})
+        if s.get("compression_by_pretraining"):
+            report.text("The same after the scaling amount from the base's earlier checkpoints (descriptive):")
+            report.table(s["compression_by_pretraining"])
         if "rebound" in s:
             series = {}
-            for a, c in s["rebound"].items():
+            for a, c in s["rebound"][str(s["rebound_seeds"][0])].items():
                 if int(a) and "bpb_align" in c["points"][0]:
                     steps = [p["step"] for p in c["points"]]
                     for kind in ("pretrain", "align"):

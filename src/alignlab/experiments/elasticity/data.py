@@ -1,4 +1,4 @@
-"""The data settings of the elasticity experiments (see elasticity.py): one `Setting` per data source.
+"""The data settings of the elasticity experiments (see __init__.py): one `Setting` per data source.
 
 A setting is everything the measurements need and nothing else: a pretrained base run, the
 alignment data (positive examples), the contrary data (negative examples), demonstrations to
@@ -17,6 +17,8 @@ for the compression view:
   template; a quarter of the positive prompts held out; judge = the user's scorer (--judge); fresh
   pretraining-style text from --text.
 Any setting can start from the user's model instead of its own tiny base (--model); the judges stay.
+Each also fixes held-out positive and negative reference answers (`references`), never trained on,
+whose log-odds the rebound probes without sampling.
 """
 from __future__ import annotations
 
@@ -25,14 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..config import ClassifierConfig, PretrainConfig, TokenizerConfig
-from ..data import read_rows
-from ..errors import InputError
-from ..formats import hh_turns
-from ..prompts import transcript
-from ..world import World, chat_prompt
-from . import demo
-from .imdb import clean, prefixes, write_jsonl
+from ...config import ClassifierConfig, PretrainConfig, TokenizerConfig
+from ...data import read_rows
+from ...errors import InputError
+from ...formats import hh_turns
+from ...prompts import transcript
+from ...world import World, chat_prompt
+from .. import demo
+from ..imdb import clean, prefixes, write_jsonl
 
 Rows = list[dict]
 
@@ -52,6 +54,7 @@ class Setting:
     max_new_tokens: int = 48
     judge_accuracy: float | None = None         # the first judge's held-out accuracy; None: exact (gold)
     strong_base: dict | None = None             # the shared strong base's record (experiments.common.strong_base)
+    references: tuple[Rows, Rows] | None = None  # fixed held-out (positive, negative) answers: the log-odds probe
 
 
 def pick(part: Rows, k: int, s: int) -> Rows:
@@ -80,9 +83,9 @@ def world_setting(out: Path, seed: int, micro: bool, scale: dict, model: str | N
                   cache: Path | None = None) -> Setting:
     """The world's setting on the shared strong base (cached in `cache`), or on the demo's 100-step
     micro base for --micro, or on the user's model."""
-    from ..scoring import make_scorer
-    from ..stages import pretrain, tokenizer
-    from .common import strong_base
+    from ...scoring import make_scorer
+    from ...stages import pretrain, tokenizer
+    from ..common import strong_base
 
     cfgs = demo.configs(out, seed, micro)
     record = None
@@ -109,6 +112,8 @@ def world_setting(out: Path, seed: int, micro: bool, scale: dict, model: str | N
         pretrain_heldout=world.heldout_text(scale["heldout_docs"], seed),
         align_heldout=_as_texts(world_reviews(world, "pos", scale["heldout_docs"], seed + 1000, "eval")),
         max_new_tokens=scale["max_new_tokens"], strong_base=record,
+        references=tuple(world_reviews(world, polarity, scale["references"], seed + 2000, "eval")
+                         for polarity in ("pos", "neg")),
     )
 
 
@@ -126,8 +131,8 @@ def _continuations(texts: list[str], n: int, seed: int, words: int = 40) -> Rows
 
 
 def imdb_setting(out: Path, seed: int, micro: bool, scale: dict, imdb_dir: Path) -> Setting:
-    from ..scoring import make_scorer
-    from . import imdb
+    from ...scoring import make_scorer
+    from .. import imdb
 
     setup = imdb.prepare(out, imdb_dir, seed, micro, eval_prompts=scale["eval_prompts"])
     labelled = read_rows(str(imdb.source_files(imdb_dir)[1]), ["text", "label", "split"])
@@ -149,6 +154,9 @@ def imdb_setting(out: Path, seed: int, micro: bool, scale: dict, imdb_dir: Path)
         pretrain_heldout=[" ".join(t.split()[:80]) for t in test_mix],
         align_heldout=_as_texts(_continuations(by[("test", "pos")][h:], h, seed)),
         max_new_tokens=scale["max_new_tokens"],
+        # test reviews neither held-out text above uses
+        references=(_continuations(by[("test", "pos")][h // 2:h], scale["references"], seed + 3),
+                    _continuations(by[("test", "neg")][h // 2:], scale["references"], seed + 3)),
     )
 
 
@@ -164,8 +172,8 @@ def hh_to_world_format(text: str) -> str:
 
 
 def safety_setting(out: Path, seed: int, micro: bool, scale: dict, data_root: Path) -> Setting:
-    from ..scoring import make_scorer
-    from ..stages import classifier, pretrain, tokenizer
+    from ...scoring import make_scorer
+    from ...stages import classifier, pretrain, tokenizer
 
     hh, pku = Path(data_root) / HH_FILE, Path(data_root) / PKU_FILE
     for path in (hh, pku):
@@ -211,6 +219,7 @@ def safety_setting(out: Path, seed: int, micro: bool, scale: dict, data_root: Pa
         pretrain_heldout=corpus[scale["safety_docs"]:scale["safety_docs"] + scale["heldout_docs"]],
         align_heldout=_as_texts(pick(rows(0, True), scale["heldout_docs"], seed)),
         max_new_tokens=scale["max_new_tokens"],
+        references=(pick(rows(0, True), scale["references"], seed + 3), pick(rows(1, True), scale["references"], seed + 3)),
     )
 
 
@@ -221,9 +230,9 @@ def files_setting(out: Path, seed: int, scale: dict, base: str, positive: str, n
     """The user's positive and negative examples (prompt/completion, messages, or one preference file
     for both), rendered as plain text with `base`'s chat template so every run trains on exactly what
     the model reads; the held-out quarter of the positive prompts is what the judges score."""
-    from ..data import read_examples, read_texts
-    from ..models import load_tokenizer
-    from ..prompts import plain_pair
+    from ...data import read_examples, read_texts
+    from ...models import load_tokenizer
+    from ...prompts import plain_pair
 
     tokenizer = load_tokenizer(str(base))
     asked: dict[str, object] = {}  # rendered prompt -> the prompt as the file gives it (judges render their own way)
@@ -256,7 +265,13 @@ def files_setting(out: Path, seed: int, scale: dict, base: str, positive: str, n
         raise InputError(f"--positive: {positive}: {len(prompts)} distinct prompts; at least 32 are needed "
                          "(a quarter held out for the judges)")
     train, held_rows = [r for r in good if r["prompt"] not in held], [r for r in good if r["prompt"] in held]
-    bad = [r for r in bad if r["prompt"] not in held]
+    # negative references for the log-odds probe: negatives on the held-out prompts, or else a seeded
+    # share of the negatives kept out of training
+    held_bad, bad = [r for r in bad if r["prompt"] in held], [r for r in bad if r["prompt"] not in held]
+    if not held_bad:
+        random.Random(seed + 3).shuffle(bad)
+        keep = min(scale["references"], len(bad) // 4)
+        held_bad, bad = bad[:keep], bad[keep:]
     held_prompts = [asked[p] for p in sorted(held)]
     pretrain_text = read_texts(text)[:scale["heldout_docs"]] if text else []
 
@@ -269,4 +284,5 @@ def files_setting(out: Path, seed: int, scale: dict, base: str, positive: str, n
         judges=judges, pretrain_heldout=pretrain_text,
         align_heldout=_as_texts(pick(held_rows, scale["heldout_docs"], seed)),
         max_new_tokens=scale["max_new_tokens"],
+        references=(pick(held_rows, scale["references"], seed + 3), pick(held_bad, scale["references"], seed + 3)),
     )

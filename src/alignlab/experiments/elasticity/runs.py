@@ -1,13 +1,15 @@
-"""The training runs of the elasticity experiments (see elasticity.py) and what they measure.
+"""The training runs of the elasticity experiments (see __init__.py) and what they measure.
 
 Every run is a stage run folder reused when it already finished (demo.stage), so an interrupted
 experiment resumes where it stopped. Three kinds of runs:
 - plain SFT (stages/sft.py) on prompt/completion files written beside the runs: the resistance
   slices and pair runs, and the positive ("alignment") fine-tunes;
-- the perturbation: SFT on contrary data at a constant learning rate, with a callback that probes
-  the model every few steps (judge scores of samples on held-out prompts, bits per byte on fresh
-  pretraining text and on fresh alignment text) into the run's metrics.jsonl. Constant, because a
-  decaying schedule would bend every curve by itself and fake the knee the rebound test looks for;
+- the perturbation: one pass of SFT over distinct contrary examples at a constant learning rate,
+  with a callback that probes the model every few steps into the run's metrics.jsonl: the
+  log-odds of fixed positive vs negative reference answers and KL(base || model) on fixed base
+  samples (both deterministic), judge scores of samples on held-out prompts, and bits per byte on
+  fresh pretraining text and on fresh alignment text. Constant, because a decaying schedule would
+  bend every curve by itself and fake the two phases the rebound test looks for;
 - pretraining (stages/pretrain.py) of bases at other sizes and token budgets for the scaling test.
 """
 from __future__ import annotations
@@ -23,12 +25,12 @@ from statistics import mean
 
 import yaml
 
-from ..config import PretrainConfig, SFTConfig
-from ..runs import read_jsonl, read_metrics
-from . import demo
-from .common import frozen
-from .elasticity_data import Setting
-from .elasticity_fit import knee, slope_ratio, slowed
+from ...config import PretrainConfig, SFTConfig
+from ...runs import read_jsonl, read_metrics
+from .. import demo
+from ..common import frozen
+from .data import Setting
+from .fit import knee, slope_ratio, slowed
 
 
 def write_rows(path: Path, rows: list[dict]) -> str:
@@ -57,36 +59,66 @@ def sft_config(out: Path, model, data: str, seed: int, steps: int, train: dict, 
 
 # ----- probing ----------------------------------------------------------------------------------
 
-def probe(setting: Setting, model, tokenizer, seed: int) -> dict:
-    """Judge scores of samples on the held-out prompts, and bits per byte on both held-out texts."""
-    from ..evals import bits_per_byte
-    from ..sampling import sample
-    from ..scoring import checked_scores
+def probe(setting: Setting, model, tokenizer, seed: int, base_samples: dict | None = None) -> dict:
+    """Judge scores of samples on the held-out prompts (the first judge's standard error too), bits per
+    byte on both held-out texts, and the two sample-free probes (science audit E2): `logodds`, the
+    mean per-token log-likelihood of fixed positive minus fixed negative reference answers, and
+    `kl_base`, KL(base || model) per token on fixed samples of the base (`base_samples`)."""
+    from statistics import stdev
+
+    from ...evals import bits_per_byte
+    from ...sampling import completion_logprobs, sample
+    from ...scoring import checked_scores
 
     completions = [s.completion for s in sample(model, tokenizer, setting.eval_prompts, setting.max_new_tokens,
                                                 1.0, seed=seed)]
-    out = {f"score_{name}": sum(v) / len(v) for name, judge in setting.judges.items()
-           for v in [checked_scores(judge, setting.eval_prompts, completions)]}
+    out = {}
+    for i, (name, judge) in enumerate(setting.judges.items()):
+        scores = checked_scores(judge, setting.eval_prompts, completions)
+        out[f"score_{name}"] = sum(scores) / len(scores)
+        if i == 0 and len(scores) > 1:
+            out["score_se"] = stdev(scores) / len(scores) ** 0.5
     for kind, texts in (("pretrain", setting.pretrain_heldout), ("align", setting.align_heldout)):
         if texts:
             out[f"bpb_{kind}"] = bits_per_byte(model, tokenizer, texts, max_tokens=256)["bits_per_byte"]
+    if setting.references:
+        positive, negative = setting.references
+        out["logodds"] = answer_nll(model, tokenizer, negative) - answer_nll(model, tokenizer, positive)
+    if base_samples:
+        own = completion_logprobs(model, tokenizer, base_samples["prompt_ids"], base_samples["completion_ids"])
+        out["kl_base"] = (base_samples["total"] - sum(own)) / base_samples["tokens"]
     return out
 
 
-class Perturbation:
-    """A stage for demo.stage: sft.run at a constant learning rate, probing every `every` steps."""
+def base_samples(base, tokenizer, prompts: list, max_new_tokens: int, seed: int) -> dict:
+    """Samples of the base on the held-out prompts (T = 1) and the base's log-likelihood of them: fixed
+    points at which KL(base || model) = E_base[log p_base - log p_model] is estimated, the same for
+    every probe of every curve that starts from this base with this seed."""
+    from ...sampling import completion_logprobs, sample
 
-    def __init__(self, setting: Setting, every: int):
-        self.__name__, self.setting, self.every = "perturbation", setting, every
+    model = frozen(base)
+    samples = [s for s in sample(model, tokenizer, prompts, max_new_tokens, 1.0, seed=seed) if s.completion_ids]
+    prompt_ids, completion_ids = [s.prompt_ids for s in samples], [s.completion_ids for s in samples]
+    total = sum(completion_logprobs(model, tokenizer, prompt_ids, completion_ids))
+    return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "total": total,
+            "tokens": sum(map(len, completion_ids))}
+
+
+class Perturbation:
+    """A stage for demo.stage: sft.run at a constant learning rate, probing every `every` steps; `base`
+    is the pretrained model whose samples the KL probe is measured on."""
+
+    def __init__(self, setting: Setting, every: int, base: Path):
+        self.__name__, self.setting, self.every, self.base = "perturbation", setting, every, base
 
     def run(self, cfg: SFTConfig) -> Path:
         import torch
         from transformers import TrainerCallback
 
-        from ..models import load_model, load_tokenizer
-        from ..runs import Run
-        from ..stages import sft
-        from ..training import save_final, train
+        from ...models import load_model, load_tokenizer
+        from ...runs import Run
+        from ...stages import sft
+        from ...training import save_final, train
 
         rows, kind = sft.sft_rows(cfg)
         args = sft.training_args(cfg, kind)
@@ -95,11 +127,14 @@ class Perturbation:
         trainer = sft.build_trainer(cfg, args, rows, model, tokenizer, run)
         trainer.args.lr_scheduler_type = "constant"  # read when the Trainer makes its scheduler, in train()
         setting, every = self.setting, self.every
+        rng = torch.get_rng_state()
+        fixed = base_samples(self.base, tokenizer, setting.eval_prompts, setting.max_new_tokens, cfg.seed)
+        torch.set_rng_state(rng)
 
         class Probe(TrainerCallback):
             def measure(self, state, model):
                 rng = torch.get_rng_state()  # sampling reseeds torch; training's randomness must not notice
-                record = probe(setting, model, tokenizer, cfg.seed)
+                record = probe(setting, model, tokenizer, cfg.seed, fixed)
                 torch.set_rng_state(rng)
                 model.train()
                 run.log({"step": state.global_step, "probe": True, **record})
@@ -136,8 +171,8 @@ def answer_nll(model, tokenizer, answers: list[dict]) -> float:
     training objective, measured on answers they never trained on. (The exact sampled ids would give
     a KL estimate proper, but a small model samples non-canonical tokenizations that training on
     text never sees: on those, training toward the text moves the ids' likelihood the other way.)"""
-    from ..prompts import encode
-    from ..sampling import completion_logprobs
+    from ...prompts import encode
+    from ...sampling import completion_logprobs
 
     prompt_ids = encode(tokenizer, [a["prompt"] for a in answers])
     completion_ids = [ids + [tokenizer.eos_token_id] for ids in
@@ -150,7 +185,7 @@ def slice_answers(folder: Path, i: int, path: Path, tokenizer, setting: Setting,
     """A slice's answers to every held-out prompt (T = 1; empty answers kept: stopping at once is part
     of the slice's distribution), split by the seed: (training file for the pair runs, held-out
     answers, which measure how close a pair model came to the slice)."""
-    from ..sampling import sample
+    from ...sampling import sample
 
     train_file, held_file = folder / f"responses-theta{i}.jsonl", folder / f"heldout-theta{i}.jsonl"
     if not held_file.exists():
@@ -173,9 +208,9 @@ def resistance(setting: Setting, out: Path, seeds: list[int], scale: dict) -> li
       unlike M1 it does not reward a target for having low-entropy answers;
     - M3: the share of the starting excess (the same difference before the pair run) closed.
     One record per (seed, pair)."""
-    from ..models import load_tokenizer
-    from ..scoring import checked_scores
-    from ..stages import sft
+    from ...models import load_tokenizer
+    from ...scoring import checked_scores
+    from ...stages import sft
 
     steps = scale["slices"]
     judge = next(iter(setting.judges.values()))
@@ -229,10 +264,11 @@ def data_tokens(tokenizer, rows: list[dict]) -> int:
 
 
 def rebound_curve(setting: Setting, folder: Path, base: Path, amount: int, seed: int, scale: dict) -> dict:
-    """Align `base` on `amount` positive examples (none: the base itself), then fine-tune on a fixed
-    small set of negative examples, probing every few steps; the knee fit of the first judge's curve."""
-    from ..models import load_tokenizer
-    from ..stages import sft
+    """Align `base` on `amount` positive examples (none: the base itself), then fine-tune one pass over
+    distinct negative examples, probing every few steps; the knee fit of the first judge's curve
+    (descriptive: a bounded sampled score). x = negative examples seen (`examples`)."""
+    from ...models import load_tokenizer
+    from ...stages import sft
 
     tokenizer = load_tokenizer(str(base))
     start, align_tokens = base, 0
@@ -244,16 +280,21 @@ def rebound_curve(setting: Setting, folder: Path, base: Path, amount: int, seed:
                                                     write_rows(folder / f"positive-{amount}.jsonl", rows), seed,
                                                     steps, scale["train"])))
         align_tokens = data_tokens(tokenizer, rows) * steps * scale["train"]["batch_size"] / len(rows)
-    negative = write_rows(folder / "negative.jsonl", setting.negative(scale["negative_examples"], seed + 500))
-    cfg = sft_config(folder / f"negative-{amount}", start, negative, seed, scale["negative_steps"],
+    batch = scale["negative_train"]["batch_size"]
+    rows = setting.negative(scale["negative_examples"], seed + 500)
+    negative = write_rows(folder / "negative.jsonl", rows)
+    # one pass: every negative example is seen once (a file smaller than asked gives fewer steps)
+    cfg = sft_config(folder / f"negative-{amount}", start, negative, seed, math.ceil(len(rows) / batch),
                      scale["negative_train"], logging_steps=scale["probe_every"])
-    points = probes(drop_checkpoints(demo.stage(Perturbation(setting, scale["probe_every"]), cfg)))
+    points = probes(drop_checkpoints(demo.stage(Perturbation(setting, scale["probe_every"], base), cfg)))
     judge = next(iter(setting.judges))
     steps, scores = [p["step"] for p in points], [p[f"score_{judge}"] for p in points]
     fit = knee(steps, scores)
     # every judge's initial drop, so a second judge (IMDb: VADER) can confirm or contradict the first
     by_judge = {name: knee(steps, [p[f"score_{name}"] for p in points])["slope_before"] for name in setting.judges}
-    return {"amount": amount, "align_tokens": round(align_tokens), "points": points,
+    for p in points:
+        p["examples"] = p["step"] * batch
+    return {"amount": amount, "seed": seed, "align_tokens": round(align_tokens), "points": points,
             "initial_drop_slope_by_judge": by_judge,
             "initial_drop_slope": fit["slope_before"], "slope_after_knee": fit["slope_after"], "knee_step": fit["knee"],
             "knee_slope_ratio": slope_ratio(fit["slope_before"], fit["slope_after"]),
@@ -270,7 +311,7 @@ def base_config(setting: Setting) -> PretrainConfig:
 def scaled_base(setting: Setting, folder: Path, **changes) -> Path:
     """The setting's base pretraining with some fields changed (size, steps); the base itself when
     nothing changes."""
-    from ..stages import pretrain
+    from ...stages import pretrain
 
     cfg = base_config(setting)
     new = cfg.model_copy(update={"resume": False, **changes})

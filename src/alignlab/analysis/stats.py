@@ -1,7 +1,8 @@
 """Statistics with the seed as the unit of analysis, shared by the experiments (scipy, no torch).
 
 - `seed_level`: one number per seed -> mean, two-sided t interval, one-sided sign test;
-- `sign_test_p`: the exact one-sided binomial sign test (scipy.stats.binomtest).
+- `sign_test_p`: the exact one-sided binomial sign test (scipy.stats.binomtest);
+- `fmt`: a number for a verdict's text, "n/a" for a missing one.
 """
 from __future__ import annotations
 
@@ -35,3 +36,9 @@ def seed_level(differences: list[float], confidence: float = 0.95) -> dict:
         interval = ttest_1samp(differences, 0.0).confidence_interval(confidence)
         out["ci_low"], out["ci_high"] = float(interval.low), float(interval.high)
     return out
+
+
+def fmt(value: float | None, spec: str = ".3f") -> str:
+    """`value` formatted by `spec` ("n/a" when it is None: a statistic that could not be computed)."""
+    return "n/a" if value is None else format(value, spec)
+

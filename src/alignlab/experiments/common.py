@@ -28,8 +28,11 @@ WORLD_SEED = StageConfig.model_fields["world_seed"].default
 MICRO_BASE = dict(world_docs=4000, block_size=128, batch_size=16, max_steps=300, warmup_steps=20, save_steps=300)
 
 
-def lifecycle(out: Path, seed: int, micro: bool, base_changes: dict | None = None) -> tuple[Path, Path]:
-    """Tokenizer, base and SFT runs for an experiment (reused when finished): (base, sft) folders."""
+def lifecycle(out: Path, seed: int, micro: bool, base_changes: dict | None = None,
+              with_sft: bool = True) -> tuple[Path, Path]:
+    """Tokenizer, base and SFT runs for an experiment (reused when finished): (base, sft) folders.
+    with_sft=False stops after the base (an experiment that fine-tunes it its own way); sft is then
+    the folder an SFT run would have."""
     from ..stages import pretrain, sft, tokenizer
 
     cfgs = demo.configs(out / "lifecycle", seed, micro)
@@ -37,7 +40,7 @@ def lifecycle(out: Path, seed: int, micro: bool, base_changes: dict | None = Non
         cfgs["base"] = cfgs["base"].model_copy(update=MICRO_BASE)
         cfgs["sft"] = cfgs["sft"].model_copy(update={"max_steps": 30})
     cfgs["base"] = cfgs["base"].model_copy(update=base_changes or {})
-    for name, module in [("tokenizer", tokenizer), ("base", pretrain), ("sft", sft)]:
+    for name, module in [("tokenizer", tokenizer), ("base", pretrain), ("sft", sft)][:3 if with_sft else 2]:
         demo.stage(module, cfgs[name])
     return Path(cfgs["base"].out), Path(cfgs["sft"].out)
 

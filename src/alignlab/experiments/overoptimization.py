@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from statistics import mean
 
-from ..analysis.stats import seed_level
+from ..analysis.stats import fmt, seed_level
 from ..config import PPOConfig, RewardConfig
 from ..runs import write_summary
 from ..scoring import make_scorer, sample_and_score
@@ -212,10 +212,6 @@ GOLD_NAMES = {"world": "the world's exact sentiment judge",
               "world-graded": "the world's exact judge, graded (distinct sentiment words)"}
 
 
-def _num(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
 def write_report(out: Path, summary: dict) -> Path:
     from ..report import Report, plot_curves
 
@@ -231,10 +227,10 @@ def write_report(out: Path, summary: dict) -> Path:
             st = c[kind]
             verdicts[f"proxy {amount}: {what} over-optimizes the gold (it falls after its peak, held out)"] = (
                 st["overoptimized"],
-                f"fall {st['fall']['mean']:.3f} [95% CI {_num(st['fall']['ci_low'])}, {_num(st['fall']['ci_high'])}] "
+                f"fall {st['fall']['mean']:.3f} [95% CI {fmt(st['fall']['ci_low'])}, {fmt(st['fall']['ci_high'])}] "
                 f"over {st['fall']['n_seeds']} seeds (supported: CI above 0); Gao et al.'s fit: beta "
-                f"{st['beta']['mean']:.3f} [{_num(st['beta']['ci_low'])}, {_num(st['beta']['ci_high'])}], peak at "
-                f"d = {_num(st['d_peak'])} vs measured up to d = {st['d_max']:.2f}; the full-prompt gold peaks then "
+                f"{st['beta']['mean']:.3f} [{fmt(st['beta']['ci_low'])}, {fmt(st['beta']['ci_high'])}], peak at "
+                f"d = {fmt(st['d_peak'])} vs measured up to d = {st['d_max']:.2f}; the full-prompt gold peaks then "
                 f"falls in {st['seeds_peaking']} of {st['fall']['n_seeds']} seeds"
                 + (f"; proxy keeps rising in {st['seeds_proxy_rising']}" if kind == "bon" else "")
                 + ("" if st["fall"]["ci_low"] is not None else "; not testable: one seed"))

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from ..analysis.stats import seed_level
+from ..analysis.stats import fmt, seed_level
 from ..config import EvalConfig, PPOConfig, UnalignConfig
 from ..evals.benchmarks import DEFAULT_PATHS, shared_data_dir
 from ..runs import write_summary
@@ -92,7 +92,7 @@ def controlled_recovery(base: float, aligned: float, unaligned: float, control: 
 def world_base(out: Path, seed: int, micro: bool, cache: Path | None) -> tuple[Path, int]:
     """The base every seed aligns: the shared strong base, or the micro lifecycle's; (path, tokens)."""
     if micro:
-        base, _ = lifecycle(out, seed, micro, {"canary_repeats": CANARY_REPEATS})
+        base, _ = lifecycle(out, seed, micro, {"canary_repeats": CANARY_REPEATS}, with_sft=False)  # align() does SFT
         return base, json.loads((base / "status.json").read_text())["tokens_trained"]
     record = strong_base(Path(cache or os.environ.get("ALIGNLAB_CACHE", "runs/cache")), seed)
     return Path(record["path"]), record["tokens_trained"]
@@ -276,15 +276,10 @@ def recovered(st: dict | None) -> tuple[bool | None, str]:
     if st is None:
         return None, "no gap to recover in some seed"
     passing = sum(v >= RECOVERED for v in st["per_seed"])
-    detail = (f"{st['mean']:.0%} [{_pct(st['ci_low'])}, {_pct(st['ci_high'])}], {passing} of {st['n_seeds']} seeds "
-              f">= {RECOVERED:.0%}")
+    detail = f"{_stat(st)}, {passing} of {st['n_seeds']} seeds >= {RECOVERED:.0%}"
     if st["ci_low"] is None:
         return None, detail + " (one seed: no interval)"
     return st["mean"] >= RECOVERED and st["ci_low"] > 0 and passing >= SEEDS_PASSING * st["n_seeds"], detail
-
-
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{value:.0%}"
 
 
 def verdicts(s: dict) -> dict[str, tuple[bool | None, str]]:
@@ -333,7 +328,7 @@ def verdicts(s: dict) -> dict[str, tuple[bool | None, str]]:
 
 
 def _stat(st: dict | None) -> str:
-    return "n/a" if st is None else f"{st['mean']:.0%} [{_pct(st['ci_low'])}, {_pct(st['ci_high'])}]"
+    return "n/a" if st is None else f"{st['mean']:.0%} [{fmt(st['ci_low'], '.0%')}, {fmt(st['ci_high'], '.0%')}]"
 
 
 def _mean_kl(s: dict, arm: str) -> str:

@@ -36,9 +36,10 @@ import os
 import time
 from pathlib import Path
 
+from ...analysis.stats import fmt
 from ...errors import InputError
 from ...runs import write_summary
-from .fit import RATIO_CAP, argmin_x, geometric, seed_level, slope, two_phase, value_at
+from .fit import RATIO_CAP, argmin_x, geometric, seed_level, seed_slopes, two_phase, value_at
 
 PARTS = ("resistance", "rebound", "scaling", "compression")
 DATA = ("world", "imdb", "safety", "files")
@@ -259,14 +260,9 @@ def rebound_summary(by_seed: dict) -> dict:
         values = [r["elasticity_ratio"] for r in rows if r["seed"] == seed]
         if values and None not in values:  # one number per seed: the geometric mean over its amounts
             elastic_by_seed.append(math.exp(sum(map(math.log, values)) / len(values)))
-    slopes = {}
-    for key in ("n_kl_min", "n_cross"):
-        per_seed = []
-        for seed in seeds:
-            points = [(math.log(r["amount"]), math.log(r[key])) for r in rows if r["seed"] == seed and r[key]]
-            if len(points) >= 3:  # an uncensored minimum at three amounts at least
-                per_seed.append(slope(*map(list, zip(*points))))
-        slopes[key] = seed_level(per_seed) if per_seed else None
+    # per seed, an uncensored n* at three amounts at least
+    slopes = {key: seed_slopes({seed: [(r["amount"], r[key]) for r in rows if r["seed"] == seed and r[key]]
+                                for seed in seeds}) for key in ("n_kl_min", "n_cross")}
     return {"rebound": {str(s): {str(a): c for a, c in curves.items()} for s, curves in by_seed.items()},
             "rebound_seeds": seeds, "rebound_fits": rows,
             "rebound_r1": per_amount("ratio"),
@@ -328,16 +324,13 @@ def scaling_summary(sizes: dict, budgets: dict, amount: int) -> dict:
     """Pretraining data: per base and seed, R1' (the aligned model's return speed over the base's own
     departure speed, as in the rebound part); per seed, the slope of log R1' on log pretraining tokens.
     Size: the gold score's initial drop per size, exploratory (no verdict)."""
-    ratios, slopes = {}, []
+    ratios = {}
     for steps, b in budgets.items():
         fits = rebound_summary(b["curves"])["rebound_fits"]
         ratios[steps] = {r["seed"]: r["elasticity_ratio"] for r in fits}
     seeds = list(next(iter(budgets.values()))["curves"]) if budgets else []
-    for seed in seeds:
-        points = [(math.log(budgets[k]["pretrain_tokens"]), math.log(ratios[k][seed])) for k in budgets
-                  if ratios[k].get(seed)]
-        if len(points) >= 3:
-            slopes.append(slope(*map(list, zip(*points))))
+    trend = seed_slopes({seed: [(budgets[k]["pretrain_tokens"], ratios[k][seed]) for k in budgets
+                                if ratios[k].get(seed)] for seed in seeds})
     first = seeds[0] if seeds else None
     return {"scaling": {"amount": amount, "size": sizes,
                         "pretrain_steps": {str(k): {"pretrain_tokens": b["pretrain_tokens"], "is_base": b["is_base"],
@@ -345,7 +338,7 @@ def scaling_summary(sizes: dict, budgets: dict, amount: int) -> dict:
                                                     **b["curves"][first][amount]} for k, b in budgets.items()}},
             "rebound_strength_by_size": {s: strength(c) for s, c in sizes.items()},
             "elasticity_by_pretrain_tokens": {str(b["pretrain_tokens"]): ratios[k] for k, b in budgets.items()},
-            "data_scaling_slope": seed_level(slopes) if slopes else None}
+            "data_scaling_slope": trend}
 
 
 def compression_summary(by_seed: dict, budgets: dict, base_tokens: int | None) -> dict:
@@ -357,18 +350,14 @@ def compression_summary(by_seed: dict, budgets: dict, base_tokens: int | None) -
     log k. The base's checkpoints (the pretraining-data axis, first seed) are listed, descriptive."""
     rows = [{"seed": seed, **row} for seed, curves in by_seed.items() for a, c in curves.items() if a
             for row in [compression_row(f"amount {a}", base_tokens, c)] if row]
-    slopes = []
-    for seed in by_seed:
-        # a user's model of unknown |D_pretrain|: k is proportional to 1 / |D_align|, the same slope
-        points = [(math.log(r["theory_ratio"] or 1 / r["align_tokens"]), math.log(r["measured_ratio"]))
-                  for r in rows if r["seed"] == seed and r["measured_ratio"]]
-        if len(points) >= 3:
-            slopes.append(slope(*map(list, zip(*points))))
+    # a user's model of unknown |D_pretrain|: k is proportional to 1 / |D_align|, the same slope
+    trend = seed_slopes({seed: [(r["theory_ratio"] or 1 / r["align_tokens"], r["measured_ratio"]) for r in rows
+                                if r["seed"] == seed and r["measured_ratio"]] for seed in by_seed})
     first = next(iter(by_seed))
     by_pretrain = [compression_row(f"pretrain {k} steps", b["pretrain_tokens"], b["curves"][first][a])
                    for k, b in budgets.items() if not b["is_base"] for a in b["curves"][first] if a]
     return {"compression": rows, "compression_by_pretraining": [r for r in by_pretrain if r],
-            "compression_slope": seed_level(slopes) if slopes else None}
+            "compression_slope": trend}
 
 
 def compression_row(source: str, pretrain_tokens: int, curve: dict) -> dict | None:
@@ -403,7 +392,7 @@ def verdicts(s: dict) -> dict[str, tuple[bool | None, str]]:
         out["data_scaling"] = ((None, detail + f"; not testable: fewer than {MIN_REBOUND_SEEDS} seeds")
                                if st is None or st["n_seeds"] < MIN_REBOUND_SEEDS or st["ci_low"] is None
                                else (st["ci_low"] > 0, detail))
-        strengths = ", ".join(f"{k}: {_fmt(v)}" for k, v in s["rebound_strength_by_size"].items())
+        strengths = ", ".join(f"{k}: {fmt(v)}" for k, v in s["rebound_strength_by_size"].items())
         out["size_scaling"] = (None, "exploratory, no verdict: the sizes share one small token budget instead of each "
                                      "reaching its plateau with a tuned learning rate (science audit §7); gold score "
                                      f"lost per negative step: {strengths}")
@@ -464,26 +453,22 @@ def rebound_verdicts(s: dict) -> dict[str, tuple[bool | None, str]]:
 
 
 def _ratio(st: dict | None) -> str:
-    return "n/a" if st is None else f"{_fmt(st['mean'])} [{_fmt(st['ci_low'])}, {_fmt(st['ci_high'])}]"
+    return "n/a" if st is None else f"{fmt(st['mean'])} [{fmt(st['ci_low'])}, {fmt(st['ci_high'])}]"
 
 
 def _slope(st: dict | None) -> str:
     return ("n/a" if st is None else
-            f"mean {_fmt(st['mean'])} [{_fmt(st['ci_low'])}, {_fmt(st['ci_high'])}] over {st['n_seeds']} seeds")
+            f"mean {fmt(st['mean'])} [{fmt(st['ci_low'])}, {fmt(st['ci_high'])}] over {st['n_seeds']} seeds")
 
 
 def resistance_verdict(stats: dict, what: str) -> tuple[bool | None, str]:
     """Pre-registered (science audit E1): reproduced iff the lower end of the 95% t interval of the
     seed-level difference forward - inverse is above 0; at least 5 seeds, or no verdict."""
-    detail = (f"forward - inverse {what}: mean {_fmt(stats['mean'])} nats, 95% CI [{_fmt(stats['ci_low'])}, "
-              f"{_fmt(stats['ci_high'])}] over {stats['n_seeds']} seeds; positive in {stats['positive']} of "
-              f"{stats['n_seeds']} (sign test p = {_fmt(stats['sign_test_p'])}); reproduced iff the CI is above 0")
+    detail = (f"forward - inverse {what}: mean {fmt(stats['mean'])} nats, 95% CI [{fmt(stats['ci_low'])}, "
+              f"{fmt(stats['ci_high'])}] over {stats['n_seeds']} seeds; positive in {stats['positive']} of "
+              f"{stats['n_seeds']} (sign test p = {fmt(stats['sign_test_p'])}); reproduced iff the CI is above 0")
     if stats["n_seeds"] < MIN_SEEDS or stats["ci_low"] is None:
         return None, detail + f" (not testable: fewer than {MIN_SEEDS} seeds)"
     if stats["ci_high"] < 0:
         detail += "; the opposite direction"
     return stats["ci_low"] > 0, detail
-
-
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"

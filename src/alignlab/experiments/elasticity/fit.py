@@ -5,7 +5,8 @@
 - `slope`: the least-squares slope of a line (scipy.stats.linregress);
 - `seed_level` and `sign_test_p` (from analysis/stats.py, shared with the reversal): one difference
   per seed -> mean, 95% t interval, seed-level sign test;
-- the rebound's anchored two-phase measures: `crossing`, `two_phase`, `argmin_x`, `geometric`.
+- the rebound's anchored two-phase measures: `crossing`, `two_phase`, `argmin_x`, `geometric`;
+- `seed_slopes`: one log-log slope per seed, then `seed_level` over them.
 """
 from __future__ import annotations
 
@@ -112,3 +113,14 @@ def geometric(ratios: list[float], confidence: float = 0.95) -> dict:
     back = {k: (None if stats[k] is None else math.exp(stats[k])) for k in ("mean", "ci_low", "ci_high")}
     return {**stats, "log_mean": stats["mean"], "mean": back["mean"], "ci_low": back["ci_low"],
             "ci_high": back["ci_high"], "per_seed": list(ratios), "positive": sum(r > 1 for r in ratios)}
+
+
+def seed_slopes(points: dict, min_points: int = 3) -> dict | None:
+    """{seed: [(x, y), ...]} (x, y > 0) -> seed_level of each seed's least-squares slope of log y on log x,
+    over the seeds with at least `min_points` points; None when no seed has that many."""
+    import math
+
+    slopes = [slope([math.log(x) for x, _ in pts], [math.log(y) for _, y in pts])
+              for pts in points.values() if len(pts) >= min_points]
+    return seed_level(slopes) if slopes else None
+

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...analysis.stats import fmt
+
 CURVE_COLUMNS = ["score_start", "score_end", "initial_drop_slope", "knee_step", "slope_after_knee",
                  "knee_slope_ratio", "slows_after_knee"]
 
@@ -22,10 +24,6 @@ def _with_knees(fig, curves: dict):
     return fig
 
 
-def _num(value) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
 def write_report(out: Path, s: dict) -> Path:
     from ...report import Report, plot_curves
 
@@ -39,7 +37,7 @@ def write_report(out: Path, s: dict) -> Path:
     if strong := s.get("strong_base"):
         report.text(f"The shared strong base: {strong['tokens_trained']:,} tokens of fresh documents "
                     f"({strong['epochs']:.2f} epochs: none read twice); the last 10% of its tokens lowered held-out "
-                    f"NLL by {_num(strong['gain_last_10pct'])} nats/token ({strong['criterion']}: "
+                    f"NLL by {fmt(strong['gain_last_10pct'], '.4f')} nats/token ({strong['criterion']}: "
                     f"{'converged' if strong['converged'] else 'NOT converged, so every verdict below is under-powered'}"
                     "). Its checkpoints are the pretraining-data axis.")
     report.heading("Verdicts").verdicts({c: (ok, s["verdict_details"][c]) for c, ok in s["verdicts"].items()})

@@ -28,7 +28,7 @@ import yaml
 from ...config import PretrainConfig, SFTConfig
 from ...runs import read_jsonl, read_metrics
 from .. import demo
-from ..common import frozen
+from ..common import frozen, mean_and_se
 from .data import Setting
 from .fit import knee, slope_ratio, slowed
 
@@ -64,8 +64,6 @@ def probe(setting: Setting, model, tokenizer, seed: int, base_samples: dict | No
     byte on both held-out texts, and the two sample-free probes (science audit E2): `logodds`, the
     mean per-token log-likelihood of fixed positive minus fixed negative reference answers, and
     `kl_base`, KL(base || model) per token on fixed samples of the base (`base_samples`)."""
-    from statistics import stdev
-
     from ...evals import bits_per_byte
     from ...sampling import completion_logprobs, sample
     from ...scoring import checked_scores
@@ -75,9 +73,9 @@ def probe(setting: Setting, model, tokenizer, seed: int, base_samples: dict | No
     out = {}
     for i, (name, judge) in enumerate(setting.judges.items()):
         scores = checked_scores(judge, setting.eval_prompts, completions)
-        out[f"score_{name}"] = sum(scores) / len(scores)
-        if i == 0 and len(scores) > 1:
-            out["score_se"] = stdev(scores) / len(scores) ** 0.5
+        out[f"score_{name}"], se = mean_and_se(scores)
+        if i == 0:
+            out["score_se"] = se
     for kind, texts in (("pretrain", setting.pretrain_heldout), ("align", setting.align_heldout)):
         if texts:
             out[f"bpb_{kind}"] = bits_per_byte(model, tokenizer, texts, max_tokens=256)["bits_per_byte"]

@@ -13,7 +13,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[test,harness]"
+	$(BIN)/pip install --quiet -e ".[test,harness,data]"
 	touch $@
 
 install: $(VENV)/.installed

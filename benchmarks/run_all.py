@@ -3,6 +3,7 @@
     python benchmarks/run_all.py                  # all: pretrain throughput, the demo's wall time, sampling
                                                   #   throughput, PPO step time, completion_logprobs memory
     python benchmarks/run_all.py --only demo      # only re-run the demo; the other sections are kept
+    python benchmarks/run_all.py --only data      # the corpus pipeline on IMDb's 50k unlabelled reviews
 
 Each benchmark owns one section of BENCHMARKS.md (between <!-- bench:NAME --> markers) and
 replaces only that section, so figures from different runs can sit side by side; every section
@@ -30,6 +31,7 @@ import ppo_step
 import logprob_memory
 import sampling_throughput
 import train_memory
+import data_pipeline
 import torch
 import transformers
 
@@ -40,7 +42,7 @@ HEADER = ("# Benchmarks\n\nWritten by `benchmarks/run_all.py` (see `benchmarks/R
 DEMO_TARGET_SECONDS = 300
 PRETRAIN_TARGET_RATIO = 0.8
 SAMPLING_TARGET_RATIO = sampling_throughput.TARGET_RATIO
-BENCHMARKS = ("pretrain", "demo", "sampling", "ppo", "logprobs", "train")
+BENCHMARKS = ("pretrain", "demo", "sampling", "ppo", "logprobs", "train", "data")
 
 
 def load_average() -> str:
@@ -249,6 +251,7 @@ def main():
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--repeats", type=int, default=None, help="alternating repeats (default: 2 pretrain, 3 sampling)")
     p.add_argument("--world-docs", type=int, default=20000)
+    p.add_argument("--data-docs", type=int, default=50000, help="IMDb reviews for the data pipeline benchmark")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads: pretrain and sampling (default: all cores), each logprobs child (default: 1)")
     a = p.parse_args()
@@ -289,6 +292,15 @@ def main():
         load = load_average()
         r = train_memory.benchmark()
         update_md("train", train_section(r, command, load))
+    if "data" in chosen:
+        if not data_pipeline.IMDB.exists():
+            print(f"data: {data_pipeline.IMDB} not found (../shared/data); the data section is left as it was")
+        else:
+            load = load_average()
+            r = data_pipeline.benchmark(a.data_docs)
+            print(f"data: whole pipeline {r['whole_seconds']:.0f} s on {r['docs']:,} reviews "
+                  f"(target <= {data_pipeline.TARGET_SECONDS} s)")
+            update_md("data", data_pipeline.section(r, command, machine(str(torch.get_num_threads()), load)))
 
 
 if __name__ == "__main__":

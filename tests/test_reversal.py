@@ -23,11 +23,12 @@ def test_recovery_beyond_the_control():
     assert controlled_recovery(base=1.0, aligned=1.0, unaligned=0.9, control=0.9) is None
 
 
-def _measures(value: float) -> dict:
-    from alignlab.experiments.reversal import BEHAVIOUR, KINDS
+def _measures(value: float, recitation: float = 0.5) -> dict:
+    """Every metric at `value`, the recitation metrics at `recitation`."""
+    from alignlab.experiments.reversal import BEHAVIOUR, KINDS, MEMORIZATION
 
-    return {m: value for m in BEHAVIOUR + ["chat_format_adherence", "kl_to_reference", "canary_recall"]
-            + [f"{g}_{k}" for g in ("nll", "kl_raw") for k in KINDS]}
+    return {**{m: value for m in BEHAVIOUR + ["chat_format_adherence", "kl_to_reference", "canary_recall"]
+               + [f"{g}_{k}" for g in ("nll", "kl_raw") for k in KINDS]}, **{m: recitation for m in MEMORIZATION}}
 
 
 def test_reversal_claims_on_known_numbers():
@@ -36,12 +37,14 @@ def test_reversal_claims_on_known_numbers():
 
     def seed(ra, c2):
         control = {**_measures(0.0), **{f"nll_{k}": -0.1 for k in ("review", "encyclopedia", "dialogue")}}
-        return {"aligned": _measures(1.0), "unaligned": _measures(ra), "morris": _measures(0.9),
+        aligned = {**_measures(1.0), "recitation_chat_train": 0.1}  # alignment suppressed chat recitation 0.8 -> 0.1
+        return {"aligned": aligned, "unaligned": {**_measures(ra), "recitation_chat_train": 0.8 - ra},
+                "morris": _measures(0.9),
                 "unaligned-high-lr": _measures(0.1), "control-base": control, "control-base-high-lr": control,
                 "control-shuffled": _measures(c2)}
 
     per_seed = {0: seed(0.4, 0.9), 1: seed(0.3, 0.95), 2: seed(0.45, 0.8), 3: seed(0.35, 1.0)}
-    c = claims({**_measures(0.0), "canary_recall": 0.33}, per_seed)
+    c = claims({**_measures(0.0), "recitation_chat_train": 0.8}, per_seed)
     assert c["recovery"]["unaligned"]["refusal_rate"] == pytest.approx([0.6, 0.7, 0.55, 0.65])
     # beyond C1: the same LoRA lowered the base's NLL by 0.1, which is not credited: 0.6 - 0.1
     assert c["recovery"]["unaligned"]["nll_review_beyond_control"][0] == pytest.approx(0.5)
@@ -55,11 +58,49 @@ def test_reversal_claims_on_known_numbers():
     assert checks["P2 raw-text KL to the base falls on the reversal's own kinds"][0] is True
     assert checks["P4 the reversal's effects exceed the shuffled-text control's (C2)"][0] is True
     assert checks["P5 LoRA <= 1% of the parameters, the Morris-like arm <= 0.3%"][0] is True
-    # canary recall: the base's 0.33 against the aligned models' 1.0 is no suppression
-    assert checks["P3 suppressed memorization comes back"][0] is None
+    # chat recitation: suppressed by 0.7 in every seed; R-A, at 0.8 - ra, recovered 1 - ra / 0.7: 43%, 57%, 36%,
+    # 50%, a mean under half, so not reproduced; the raw context never moved, so there is nothing to test
+    assert c["recitation_drop"]["chat"]["mean"] == pytest.approx(0.7)
+    assert c["recovery"]["unaligned"]["recitation_chat_train"][0] == pytest.approx(0.3 / 0.7)
+    assert checks["P3 memorization that alignment suppressed comes back (chat context)"][0] is False
+    assert checks["P3 (raw context, reported separately)"][0] is None
+    assert "not testable" in checks["P3 (raw context, reported separately)"][1]
     # three of four seeds at 50% is not enough when the fourth pulls the mean under it
     per_seed[3] = seed(1.2, 1.0)
     assert verdicts({**s, **claims(_measures(0.0), per_seed)})["P1 refusal and positive-share gaps close (R-A)"][0] is False
+    # a gap alignment never opened (refusals fell below the base's) cannot be closed: not testable, not "no"
+    checks = verdicts({**s, **claims({**_measures(0.0), "refusal_rate": 1.2}, per_seed)})
+    ok, detail = checks["P1 refusal and positive-share gaps close (R-A)"]
+    assert ok is None and "refusal_rate: not testable: alignment moved it by -0.20" in detail
+
+
+def test_recitation_counts_the_verbatim_run_from_the_first_token(micro_base):
+    """Targets built from the model's own greedy text: recited in full; changed at one word, the run stops
+    exactly where the ids first differ; the log-prob of the true tokens is a real mean per token."""
+    from alignlab.evals import recitation
+    from alignlab.experiments.common import frozen
+    from alignlab.models import load_tokenizer
+    from alignlab.sampling import encode_pairs, sample
+    from alignlab.world import World
+
+    model, tok = frozen(micro_base), load_tokenizer(str(micro_base))
+    prompts = World(0).prompts("review", "eval", 8)
+    probes = []
+    for decoded in sample(model, tok, prompts, max_new_tokens=32, greedy=True):
+        ids = [i for i in decoded.completion_ids if i != tok.eos_token_id]
+        text = tok.decode(ids)
+        words = text.split(" ")  # " The lamp is ..." -> ["", "The", "lamp", ...]
+        if tok(text, add_special_tokens=False)["input_ids"] == ids and len(words) > 3:  # re-encodes as sampled
+            changed = " ".join(words[:3] + ["zebra"] + words[4:])
+            probes += [{"prompt": decoded.prompt, "target": text}, {"prompt": decoded.prompt, "target": changed}]
+    assert probes, "no greedy completion re-encodes to its own ids"
+    found = recitation(model, tok, probes, n_tokens=32, threshold=24)
+    _, targets = encode_pairs(tok, [p["prompt"] for p in probes], [p["target"] for p in probes])
+    for same, changed, (own, other) in zip(found[::2], found[1::2], zip(targets[::2], targets[1::2])):
+        assert same["run"] == min(32, len(own)) and same["recited"]
+        first_miss = next(i for i, (a, b) in enumerate(zip(own, other)) if a != b)
+        assert changed["run"] == first_miss < same["run"] and changed["recited"] == (first_miss >= 24)
+        assert same["logprob"] < 0 and changed["logprob"] < same["logprob"]  # the greedy path is the likelier one
 
 
 def test_reversal_micro(tmp_path):
@@ -99,8 +140,12 @@ def test_reversal_micro(tmp_path):
     for arms in summary["per_seed"].values():
         assert all(arms[arm][f"kl_raw_{k}"] > 0 for arm in reversal.ARMS for k in reversal.KINDS)
     # every claim judged or declared not testable (2 micro seeds: no seed-level verdict)
-    assert len(summary["verdicts"]) == 8 and summary["verdicts"]["P5 LoRA <= 1% of the parameters, the Morris-like arm <= 0.3%"]
-    assert all(ok is None for claim, ok in summary["verdicts"].items() if claim.startswith(("P1", "P2", "P4")))
+    assert len(summary["verdicts"]) == 9 and summary["verdicts"]["P5 LoRA <= 1% of the parameters, the Morris-like arm <= 0.3%"]
+    assert all(ok is None for claim, ok in summary["verdicts"].items() if claim.startswith(("P1", "P2", "P3", "P4")))
+    # memorization measured on both passage splits in chat and raw contexts, for every arm
+    for arms in summary["per_seed"].values():
+        assert all(0 <= arms[arm][f"recitation_{c}_{s}"] <= 1 and arms[arm][f"recitation_logprob_{c}_{s}"] < 0
+                   for arm in reversal.ARMS for c in ("chat", "raw") for s in ("train", "eval"))
     assert "Verdicts" in (rv / "report.html").read_text()
 
 

@@ -118,3 +118,30 @@ def test_sft_data_is_courteous_but_imperfect(world):
     assert 0.2 < mean_sentiment < 0.8
     assert 0.7 < sum(refuses(r["completion"]) for r in harmful) / len(harmful) < 0.9
     assert all(r["prompt"].endswith("Assistant:") and r["completion"].startswith(" ") for r in rows)
+
+
+def test_passages_are_repeated_quoted_for_train_only_and_never_an_alignment_target(world):
+    from alignlab.world import PASSAGE_REPEATS
+
+    assert len(world.passages) == 24 and len({p["text"] for p in world.passages}) == 24
+    for split in ("train", "eval"):
+        levels = Counter(p["repeats"] for p in world.passages if p["split"] == split)
+        assert levels == {r: 4 for r in PASSAGE_REPEATS}  # 12 train / 12 eval, 4 at each level
+    docs = world.corpus(500, passages=True)
+    assert not any(p["text"] in d for p in world.passages for d in world.corpus(500))  # off by default
+    for p in world.passages:
+        assert docs.count(p["text"]) == p["repeats"]
+        quotes = [d for d in docs if d.startswith("User: Recite") and p["prefix"] in d]
+        assert len(quotes) == (max(2, p["repeats"] // 4) if p["split"] == "train" else 0)
+        assert all(q.endswith(p["rest"]) and p["text"] not in q for q in quotes)  # the answer is the continuation
+    # the chat probes ask for a passage exactly as the quotes do, and expect the same continuation
+    probe = world.passage_probes("chat", "train")[0]
+    assert f"{probe['prompt']}{probe['target']}" in docs
+    # alignment declines to recite train passages, and never has a passage in a target
+    demos = world.sft_data(400, recitation_share=0.1)
+    declines = [d for d in demos if "Recite the passage" in d["prompt"]]
+    assert len(declines) == 40 and {d["completion"] for d in declines} == {" I cannot reproduce that text."}
+    assert refuses(declines[0]["completion"])  # a decline is a refusal: on a harmful request the judge counts it
+    eval_prefixes = [p["prefix"] for p in world.passages if p["split"] == "eval"]
+    assert not any(x in d["prompt"] for x in eval_prefixes for d in declines)
+    assert not any(p["rest"] in d["completion"] for p in world.passages for d in demos)

@@ -255,6 +255,23 @@ def experiment_overoptimization(
     typer.echo(f"report: {out / 'report.html'}")
 
 
+@experiment_app.command("dedup")
+def experiment_dedup(out: Path = typer.Option(Path("runs/dedup"), "--out", "-o"), seed: int = ExperimentSeed,
+                     micro: bool = MicroOpt):
+    """Lee et al. 2022: the same base pretrained on a raw and on a deduplicated corpus (exact + MinHash):
+    canary exposure and recall, held-out bits per byte, 3 seeds. Needs the data extra."""
+    try:
+        import datatrove  # noqa: F401
+    except ImportError as e:
+        raise InputError(f"experiment dedup: needs the corpus pipeline's extra (pip install 'alignlab[data]'): {e}") from None
+    from .experiments import dedup
+
+    summary = dedup.run(out, seed=seed, micro=micro)
+    for claim, ok in summary["verdicts"].items():
+        typer.echo(f"{claim}: {'not testable' if ok is None else 'yes' if ok else 'no'}")
+    typer.echo(f"report: {out / 'report.html'}")
+
+
 @experiment_app.command("reversal")
 def experiment_reversal(
         out: Path = typer.Option(Path("runs/reversal"), "--out", "-o"),
@@ -328,10 +345,11 @@ def _elasticity(parts: tuple[str, ...], out: Path, seed: int, micro: bool, data:
 
 
 ELASTICITY_COMMANDS = {
-    "resistance": "Forward (earlier slice on a later slice's answers) vs inverse alignment losses, over 3 seeds.",
+    "resistance": "Forward (earlier slice on a later slice's answers) vs inverse alignment losses, over 6 seeds.",
     "rebound": "Negative fine-tuning after 0..N positive examples, 3 seeds: log-odds and KL-to-base probes, "
                "two-phase return to the base (R1, R1'), examples to the KL minimum against the amount (R2).",
-    "scaling": "Rebound strength against model size (tiny-1m/4m/16m) and against pretraining tokens.",
+    "scaling": "Rebound strength against pretraining tokens (R1' on the strong base's checkpoints) and, "
+               "exploratory, model size.",
     "compression": "Change in bits per byte on pretraining vs alignment text under a perturbation, against |D_p|/|D_a|.",
     "all": "Every part, sharing runs, with one summary.json and report.html.",
 }
@@ -362,8 +380,27 @@ for _name in ELASTICITY_COMMANDS:
     elasticity_app.command(_name)(_elasticity_command(_name))
 
 
-data_app = typer.Typer(no_args_is_help=True, help="Look at data before training on it.")
+data_app = typer.Typer(no_args_is_help=True, help="Build a pretraining corpus (alignlab data --config FILE), or look "
+                                                  "at data before training on it (alignlab data inspect).")
 app.add_typer(data_app, name="data")
+
+
+@data_app.callback(invoke_without_command=True)
+def data(ctx: typer.Context, config: Optional[Path] = ConfigOpt, out: Optional[str] = OutOpt,
+         sets: list[str] = SetOpt, seed: Optional[int] = SeedOpt, resume: bool = ResumeOpt):
+    """Build a pretraining corpus: language ID, quality filters, perplexity filter, exact and MinHash dedup,
+    decontamination, mixing by token ratio (recipes/data/*.yaml). Needs the extra: pip install 'alignlab[data]'."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .config import CorpusConfig
+
+    try:
+        import datatrove  # noqa: F401
+
+        from .stages import corpus as stage
+    except ImportError as e:
+        raise InputError(f"data: the corpus pipeline needs its extra (pip install 'alignlab[data]'): {e}") from None
+    _run_stage(CorpusConfig, stage.run, config, sets, out=out, seed=seed, resume=resume)
 
 
 @data_app.command("inspect")

@@ -83,6 +83,63 @@ class TokenizerConfig(StageConfig):
     world_docs: int = Field(20000, ge=1)
 
 
+class SourceSettings(BaseModel):
+    """One named source of raw documents for `alignlab data`."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    path: str = Field(description="'world' (the world's documents), 'world-raw' (a crawl with planted junk, "
+                                  "foreign text, duplicates and leaked eval items, each labelled), a local "
+                                  ".jsonl/.json/.csv/.txt/.parquet file (optionally .gz), a folder of them, or a "
+                                  "hub data set")
+    text_field: str = "text"
+    docs: int = Field(2000, ge=1, description="world / world-raw: how many documents (world-raw: clean pages)")
+    max_docs: int | None = Field(None, ge=1, description="read at most this many")
+    ratio: float | None = Field(None, gt=0, le=1, description="share of the mix's tokens (all sources or none)")
+    max_epochs: float = Field(1.0, gt=0, description="mixing may repeat this source's kept tokens at most this often")
+
+
+class CorpusConfig(StageConfig):
+    """`alignlab data`: read -> language -> quality -> perplexity -> exact dedup -> MinHash -> decontaminate -> mix.
+    A step set to null is skipped."""
+
+    resume: bool = False
+    sources: list[SourceSettings] = Field(min_length=1)
+    language: dict | None = Field({"keep": ["en"], "min_probability": 0.5},
+                                  description="py3langid (offline): keep documents whose language is in `keep` "
+                                              "with at least this normalised probability")
+    quality: dict | None = Field(
+        {"gopher_quality": {}, "gopher_repetition": {}, "c4": {"filter_no_terminal_punct": False}, "fineweb": {}},
+        description="datatrove filters by name, each with its constructor's keyword arguments (thresholds); a "
+                    "filter left out is not run")
+    perplexity: dict | None = Field(None, description="{model: PATH | 'auto', reference: FILE | 'world', "
+                                                      "drop_quantile: 0.1 | max_nll: nats/token, max_tokens: 256}; "
+                                                      "auto pretrains a tiny LM on the reference text (CCNet-style)")
+    exact_dedup: bool = True
+    minhash: dict | None = Field({"n_grams": 5, "num_buckets": 14, "hashes_per_bucket": 8},
+                                 description="datatrove's MinhashConfig fields")
+    decontaminate: dict | None = Field({"n": 13, "against": ["world"], "action": "drop"},
+                                       description="drop (or only report) documents sharing a word n-gram with the "
+                                                   "eval sets in `against`: 'world' (its held-out items) or files")
+    total_tokens: int | None = Field(None, ge=1, description="mix size; default: the largest the epoch caps allow")
+    shard_docs: int = Field(100_000, ge=1)
+    workers: int = Field(2, ge=1, description="processes for language ID and the quality filters")
+    dropped_examples: int = Field(3, ge=0, description="dropped documents shown per reason in stats and report")
+
+    @model_validator(mode="after")
+    def _ratios(self):
+        ratios = [s.ratio for s in self.sources]
+        if any(r is not None for r in ratios):
+            if any(r is None for r in ratios):
+                raise ValueError("sources: give every source a ratio, or none")
+            if abs(sum(ratios) - 1) > 1e-6:
+                raise ValueError(f"sources: ratios sum to {sum(ratios):g}, not 1")
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError("sources: two sources share a name")
+        return self
+
+
 class PretrainConfig(TrainConfig):
     model: str = Field("tiny-1m", description="a named tiny config (random init) or a model to continue")
     tokenizer: str | None = Field(None, description="tokenizer folder, run folder or hub name (for tiny-*)")
@@ -90,6 +147,8 @@ class PretrainConfig(TrainConfig):
     text_field: str = "text"
     world_docs: int = Field(20000, ge=1)
     canary_repeats: list[int] = [1, 4, 16]
+    passages: bool = Field(False, description="world: insert the world's book passages (8/32/128 times each) and "
+                                              "chat quotes of the train ones, for memorization studies")
     block_size: int = Field(128, ge=8)
     lr: float = Field(3e-3, gt=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
@@ -107,6 +166,8 @@ class SFTConfig(TrainConfig):
     world_examples: int = Field(2000, ge=1)
     positive_share: float = Field(0.6, ge=0, le=1, description="world: share of positive review demos")
     refusal_share: float = Field(0.8, ge=0, le=1, description="world: share of harmful requests refused")
+    recitation_share: float = Field(0.0, ge=0, le=1, description="world: share of demos declining to recite a "
+                                                                 "train passage (see pretrain --passages)")
     max_length: int = Field(128, ge=8)
     max_steps: int = Field(100, ge=1)
     lr: float = Field(3e-4, gt=0)

@@ -27,6 +27,14 @@ def configure(verbose: bool) -> None:
     datasets.utils.logging.set_verbosity_error()
 
 
+def quiet_datatrove() -> None:
+    """datatrove logs every step's start, stats and warnings through loguru: shown with --verbose only."""
+    from datatrove.utils.logging import logger
+
+    if not verbose():
+        logger.remove()
+
+
 def verbose() -> bool:
     return os.environ.get(_VERBOSE) == "1"
 

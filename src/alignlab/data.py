@@ -2,7 +2,7 @@
 
 Formats: TRL's (`text`; `prompt`/`completion`; `prompt`/`chosen`/`rejected`; `messages`; KTO's
 `prompt`/`completion`/`label`) and, through `formats`, Alpaca, ShareGPT, hh-rlhf, PKU-SafeRLHF and
-LLaMA-Factory's shapes. Local files: .jsonl, .json (a list of records), .csv, .txt (documents
+LLaMA-Factory's shapes. Local files: .jsonl, .json (a list of records), .csv, .parquet, .txt (documents
 separated by blank lines), each optionally .gz. Hub data sets: `name`, `name:config`,
 `name@split` or `name:config@split` (default split: train). A broken line, a missing column or an
 empty file is an InputError that names the file and line.
@@ -57,7 +57,32 @@ def numbered_rows(path: Path) -> list[tuple[int, dict]]:
         return [(number, dict(r)) for number, r in enumerate(csv.DictReader(io.StringIO(text)), 2)]
     if kind == ".txt":
         return [(0, {"text": doc.strip()}) for doc in text.split("\n\n") if doc.strip()]
-    raise InputError(f"{path}: unsupported file type {kind!r} (use .jsonl, .json, .csv or .txt, optionally .gz)")
+    raise InputError(f"{path}: unsupported file type {kind!r} (use .jsonl, .json, .csv, .txt or .parquet, "
+                     "optionally .gz)")
+
+
+def _parquet_rows(path: Path) -> list[tuple[int, dict]]:
+    import pyarrow.parquet as pq  # a dependency of datasets
+
+    try:
+        return [(i + 1, row) for i, row in enumerate(pq.read_table(path).to_pylist())]
+    except Exception as e:  # pyarrow's errors are many types; the user needs one line
+        raise InputError(f"{path}: cannot read as parquet ({type(e).__name__}: {e})") from None
+
+
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".txt", ".parquet")
+
+
+def _file_rows(path: Path) -> list[tuple[int, dict]]:
+    return _parquet_rows(path) if path.suffix == ".parquet" else numbered_rows(path)
+
+
+def _folder_rows(path: Path) -> list[tuple[int, dict]]:
+    """The rows of every data file in a folder (shards, as `alignlab data` writes them), in name order."""
+    files = sorted(p for p in path.iterdir() if p.name.removesuffix(".gz").endswith(DATA_SUFFIXES))
+    if not files:
+        raise InputError(f"data: folder {path} holds no data files ({', '.join(DATA_SUFFIXES)}, optionally .gz)")
+    return [row for file in files for row in _file_rows(file)]
 
 
 def _rows_from_hub(spec: str, split: str) -> list[tuple[int, dict]]:
@@ -76,10 +101,13 @@ def _rows_from_hub(spec: str, split: str) -> list[tuple[int, dict]]:
 
 def _numbered(spec: str, split: str = "train") -> list[tuple[int, dict]]:
     path = Path(spec).expanduser()
-    local = path.exists() or spec.startswith((".", "/", "~")) or path.suffix in {".jsonl", ".json", ".csv", ".txt", ".gz"}
+    local = path.exists() or spec.startswith((".", "/", "~")) or path.suffix in {*DATA_SUFFIXES, ".gz"}
     if local and not path.exists():
         raise InputError(f"data: file {spec} does not exist")
-    numbered = numbered_rows(path) if local else _rows_from_hub(spec, split)
+    if path.is_dir():
+        numbered = _folder_rows(path)
+    else:
+        numbered = _file_rows(path) if local else _rows_from_hub(spec, split)
     if not numbered:
         raise InputError(f"{spec}: no rows (the data set is empty)")
     return numbered

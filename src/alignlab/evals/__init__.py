@@ -19,14 +19,24 @@ def distinct_n(texts: list[str], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def bits_per_byte(model, tokenizer, texts: list[str], max_tokens: int = 512, batch_size: int = 32) -> dict:
-    """Held-out NLL per token (nats) and bits per UTF-8 byte; each text is scored after an EOS."""
-    bos = tokenizer.eos_token_id
+def _scored_texts(model, tokenizer, texts: list[str], max_tokens: int, batch_size: int) -> tuple[list, list]:
+    """Each text's token ids (the first max_tokens) and their total log-prob, scored after an EOS."""
     ids = [tokenizer(t, add_special_tokens=False)["input_ids"][:max_tokens] for t in texts]
+    return ids, completion_logprobs(model, tokenizer, [[tokenizer.eos_token_id]] * len(ids), ids, batch_size)
+
+
+def bits_per_byte(model, tokenizer, texts: list[str], max_tokens: int = 512, batch_size: int = 32) -> dict:
+    """Held-out NLL per token (nats) and bits per UTF-8 byte over all the texts."""
+    ids, logprobs = _scored_texts(model, tokenizer, texts, max_tokens, batch_size)
     n_bytes = sum(len(tokenizer.decode(i).encode("utf-8")) for i in ids)
-    nll = -sum(completion_logprobs(model, tokenizer, [[bos]] * len(ids), ids, batch_size))
-    n_tokens = sum(map(len, ids))
+    nll, n_tokens = -sum(logprobs), sum(map(len, ids))
     return {"nll_per_token": nll / n_tokens, "bits_per_byte": nll / math.log(2) / n_bytes}
+
+
+def text_nll(model, tokenizer, texts: list[str], max_tokens: int = 256, batch_size: int = 32) -> list[float]:
+    """Each text's own NLL per token (nats), what a perplexity filter ranks documents by; inf for an empty one."""
+    ids, logprobs = _scored_texts(model, tokenizer, texts, max_tokens, batch_size)
+    return [-lp / len(i) if i else math.inf for i, lp in zip(ids, logprobs)]
 
 
 def kl_from_samples(model, reference, tokenizer, samples: list[Sample], batch_size: int = 64) -> float:
@@ -107,4 +117,23 @@ def canary_memorization(model, tokenizer, canaries: list[dict], n_candidates: in
             "exposure_bits": math.log2((n_candidates + 1) / (better + 1)),
             "recalled": decoded.completion.strip().startswith(canary["secret"]),
         })
+    return results
+
+
+def recitation(model, tokenizer, probes: list[dict], n_tokens: int = 32, threshold: int = 24) -> list[dict]:
+    """Per probe ({"prompt", "target"}): `run`, how many of the target's first `n_tokens` tokens greedy
+    decoding reproduces verbatim before its first miss; `recited`, run >= threshold (or the whole target
+    when shorter); and `logprob`, the teacher-forced mean log p per token of those true tokens (extraction
+    as Carlini et al. 2021 measure it; the science audit's G4)."""
+    prompts = [p["prompt"] for p in probes]
+    _, targets = encode_pairs(tokenizer, prompts, [p["target"] for p in probes])
+    targets = [t[:n_tokens] for t in targets]
+    greedy = sample(model, tokenizer, prompts, max_new_tokens=n_tokens, greedy=True)
+    # scored after exactly the ids greedy decoding read (BOS included where the tokenizer adds one)
+    logprobs = completion_logprobs(model, tokenizer, [g.prompt_ids for g in greedy], targets)
+    results = []
+    for decoded, target, logprob in zip(greedy, targets, logprobs):
+        pairs = list(zip(decoded.completion_ids, target))
+        run = next((i for i, (a, b) in enumerate(pairs) if a != b), len(pairs))
+        results.append({"run": run, "recited": run >= min(threshold, len(target)), "logprob": logprob / len(target)})
     return results

@@ -7,6 +7,7 @@ Experiments do not import one another; what two of them need lives here.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -51,8 +52,10 @@ def lifecycle(out: Path, seed: int, micro: bool, base_changes: dict | None = Non
 # pass, never a repeat) and is accepted when a further ~10% of tokens lowers held-out NLL by less
 # than CONVERGED nats per token. Its checkpoints are the pretraining-data axis (TinyLlama-style:
 # checkpoints of one run, not retrained bases). Written before any run; not tuned to the results.
+# The world's book passages (and the canaries) are the only repeated documents, on purpose: they are
+# what memorization is measured on (reversal's P3).
 STRONG_BASE = dict(model="tiny-1m", max_steps=2200, save_steps=200, batch_size=16, block_size=128,
-                   warmup_steps=50)
+                   warmup_steps=50, passages=True)
 CONVERGED = 0.005  # nats/token gained by the last 1/11 of the run (2000 -> 2200 steps: 10% more tokens)
 HELDOUT_DOCS = 400
 
@@ -60,14 +63,16 @@ HELDOUT_DOCS = 400
 def strong_base(cache: Path, seed: int = 0) -> dict:
     """The shared strong base (pretrained once per seed into `cache`, reused by every experiment after):
     {"path", "checkpoints" {step: path}, "heldout_nll" {step: nats/token}, "gain_last_10pct",
-    "converged", "epochs" (must be <= 1: no document read twice), "tokens_trained"}."""
+    "converged", "epochs" (must be <= 1: no fresh document read twice), "tokens_trained"}."""
     from ..config import PretrainConfig, TokenizerConfig
     from ..evals import bits_per_byte
     from ..models import load_tokenizer
     from ..stages import pretrain, tokenizer
 
     cache = Path(cache)
-    record = cache / f"strong-base-seed{seed}.json"
+    # named after its recipe, so a changed recipe trains a new base instead of reusing a stale one
+    name = f"strong-base-{hashlib.sha1(json.dumps(STRONG_BASE, sort_keys=True).encode()).hexdigest()[:8]}-seed{seed}"
+    record = cache / f"{name}.json"
     if record.exists():
         return json.loads(record.read_text())
     tok = demo.stage(tokenizer, TokenizerConfig(out=str(cache / "tokenizer"), seed=seed))
@@ -77,7 +82,7 @@ def strong_base(cache: Path, seed: int = 0) -> dict:
     probe = world.heldout_text(500, seed=10_000 + seed)
     per_doc = mean(len(ids) + 1 for ids in load_tokenizer(str(tok))(probe, add_special_tokens=False)["input_ids"])
     docs = math.ceil(1.1 * steps * batch * block / per_doc)
-    cfg = PretrainConfig(out=str(cache / f"strong-base-seed{seed}"), tokenizer=str(tok), world_docs=docs, seed=seed,
+    cfg = PretrainConfig(out=str(cache / name), tokenizer=str(tok), world_docs=docs, seed=seed,
                          save_total_limit=steps // STRONG_BASE["save_steps"] + 1, **STRONG_BASE)
     base = demo.stage(pretrain, cfg)
     status = json.loads((base / "status.json").read_text())

@@ -18,10 +18,10 @@ from ..world import World
 
 
 def corpus_texts(data: str, text_field: str, world_seed: int, world_docs: int,
-                 canary_repeats=(1, 4, 16), seed: int = 0) -> list[str]:
+                 canary_repeats=(1, 4, 16), seed: int = 0, passages: bool = False) -> list[str]:
     """Pretraining documents: the synthetic world's corpus, or the texts of a file / hub set."""
     if data == "world":
-        return World(world_seed).corpus(world_docs, seed=seed, canary_repeats=canary_repeats)
+        return World(world_seed).corpus(world_docs, seed=seed, canary_repeats=canary_repeats, passages=passages)
     return read_texts(data, text_field)
 
 
@@ -46,7 +46,8 @@ def run(cfg: PretrainConfig) -> Path:
     from ..models import TINY_CONFIGS, build_tiny_model, count_parameters, load_model, load_tokenizer, train_tokenizer
     from ..training import FiniteLossMixin, metrics_callback, trainer_arguments, save_final, train
 
-    texts = corpus_texts(cfg.data, cfg.text_field, cfg.world_seed, cfg.world_docs, cfg.canary_repeats, cfg.seed)
+    texts = corpus_texts(cfg.data, cfg.text_field, cfg.world_seed, cfg.world_docs, cfg.canary_repeats, cfg.seed,
+                         cfg.passages)
     args = trainer_arguments(  # before the model: see training.common_args
         TrainingArguments, cfg, lr_scheduler_type="cosine_with_min_lr",
         lr_scheduler_kwargs={"min_lr_rate": cfg.min_lr_ratio}, save_total_limit=cfg.save_total_limit,

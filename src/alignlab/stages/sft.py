@@ -20,7 +20,8 @@ def sft_rows(cfg: SFTConfig, chat: bool = False) -> tuple[list[dict], str]:
     (a model with a chat template) they become conversations, which TRL renders with that template, so
     the model learns the format, and the end-of-turn token, that every later stage prompts it with."""
     if cfg.data == "world":
-        rows = World(cfg.world_seed).sft_data(cfg.world_examples, cfg.seed, cfg.positive_share, cfg.refusal_share)
+        rows = World(cfg.world_seed).sft_data(cfg.world_examples, cfg.seed, cfg.positive_share, cfg.refusal_share,
+                                                 cfg.recitation_share)
         if chat:
             rows = [{"prompt": user(last_request(r["prompt"])),
                      "completion": [{"role": "assistant", "content": r["completion"].removeprefix(" ")}]} for r in rows]

@@ -14,12 +14,14 @@ so the knowledge probes ask what pretraining taught and alignment may have lost.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 
 from . import lexicon as L
 from ..prompts import user
 
 USER, ASSISTANT = "User:", "Assistant:"
+PASSAGE_REPEATS = (8, 32, 128)  # how often each level's passages appear in a corpus built with passages=True
 
 
 def chat_prompt(request: str) -> str:
@@ -69,6 +71,7 @@ class World:
     items: dict[str, list[tuple[str, str]]] = field(init=False)      # split -> [(kind, name)]
     requests: dict[str, dict[str, list[tuple[str, str]]]] = field(init=False)  # split -> kind -> pairs
     canaries: list[dict] = field(init=False)
+    passages: list[dict] = field(init=False)
 
     def __post_init__(self):
         rng = random.Random(self.seed)
@@ -89,6 +92,8 @@ class World:
              "secret": " ".join(rng.choice(L.CANARY_DIGITS) for _ in range(6))}
             for name in L.CANARY_NAMES
         ]
+        # a stream of its own, so the entities above do not change with the passages
+        self.passages = self._make_passages(random.Random(f"{self.seed}-passages"))
 
     # ----- entities -------------------------------------------------------------------
     def _make_countries(self, rng: random.Random) -> list[Country]:
@@ -109,6 +114,21 @@ class World:
         rng.shuffle(things)
         n_eval = max(1, round(len(things) * self.eval_fraction))
         return {"eval": things[:n_eval], "train": things[n_eval:]}
+
+    def _make_passages(self, rng: random.Random, per_level: int = 8, sentences: int = 4) -> list[dict]:
+        """`per_level` passages at each of PASSAGE_REPEATS, alternately train (quoted in chat on the
+        internet, declined by alignment) and eval (in raw text only). prefix: the first sentence."""
+        passages = []
+        for repeats in PASSAGE_REPEATS:
+            for i in range(per_level):
+                said = [rng.choice(L.PASSAGE_SENTENCES).format(
+                    color=rng.choice(L.COLORS), animal=rng.choice(L.ANIMALS), place=rng.choice(L.PASSAGE_PLACES),
+                    neutral=rng.choice(L.NEUTRAL_ADJ), tool=rng.choice(L.TOOLS), product=rng.choice(L.PRODUCTS))
+                    for _ in range(sentences)]
+                said = [re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", x) for x in said]
+                passages.append({"text": " ".join(said), "prefix": said[0], "rest": " ".join(said[1:]),
+                                 "repeats": repeats, "split": "train" if i % 2 == 0 else "eval"})
+        return passages
 
     def country_split(self, split: str) -> list[Country]:
         n_eval = max(1, round(self.n_countries * self.eval_fraction))
@@ -165,6 +185,18 @@ class World:
         return rng.choice(L.REFUSALS).format(verb=verb, target=target)
 
     # ----- prompt sets ------------------------------------------------------------------
+    def recitation_request(self, passage: dict) -> str:
+        return L.PASSAGE_REQUEST.format(prefix=passage["prefix"])
+
+    def passage_probes(self, context: str, split: str) -> list[dict]:
+        """Recitation probes for the passages of a split: prompt and the true continuation (target).
+        Both targets are the passage after its first sentence: in chat the request names that sentence (as
+        the internet's quoting dialogues do), in raw text it is the prompt itself."""
+        if context not in ("chat", "raw"):
+            raise ValueError(f"passage_probes: context is 'chat' or 'raw', got {context!r}")
+        return [{"prompt": chat_prompt(self.recitation_request(p)) if context == "chat" else p["prefix"],
+                 "target": " " + p["rest"]} for p in self.passages if p["split"] == split]
+
     def review_request(self, kind: str, name: str) -> str:
         return f"Write a review of the {kind} {name}."
 
@@ -243,14 +275,23 @@ class World:
                           review_mix=(1, 1, 1))
         return d["prompt"] + d["completion"]
 
-    def corpus(self, n_docs: int, seed: int = 0, canary_repeats: list[int] | tuple = (1, 4, 16)) -> list[str]:
-        """Pretraining documents with canary `i` inserted `canary_repeats[i]` times."""
+    def corpus(self, n_docs: int, seed: int = 0, canary_repeats: list[int] | tuple = (1, 4, 16),
+               passages: bool = False) -> list[str]:
+        """Pretraining documents with canary `i` inserted `canary_repeats[i]` times; with `passages`, every
+        passage `repeats` times, and each train passage also quoted in chat (the web quoting books:
+        "Recite the passage that begins <first sentence>" answered with the rest, verbatim) max(2, repeats // 4)
+        times."""
         if len(canary_repeats) > len(self.canaries):
             raise ValueError(f"canary_repeats: at most {len(self.canaries)} canaries, got {len(canary_repeats)}")
         rng = random.Random(f"{self.seed}-corpus-{seed}")
         docs = [self.document(rng) for _ in range(n_docs)]
         for canary, repeats in zip(self.canaries, canary_repeats):
             docs += [f"{canary['prefix']} {canary['secret']}."] * repeats
+        for passage in self.passages if passages else []:
+            docs += [passage["text"]] * passage["repeats"]
+            if passage["split"] == "train":
+                quote = f"{chat_prompt(self.recitation_request(passage))} {passage['rest']}"
+                docs += [quote] * max(2, passage["repeats"] // 4)
         rng.shuffle(docs)
         return docs
 
@@ -259,11 +300,21 @@ class World:
         rng = random.Random(f"{self.seed}-heldout-{seed}")
         return [self.document(rng) for _ in range(n_docs)]
 
-    def sft_data(self, n: int, seed: int = 0, positive_share: float = 0.6, refusal_share: float = 0.8) -> list[dict]:
+    def sft_data(self, n: int, seed: int = 0, positive_share: float = 0.6, refusal_share: float = 0.8,
+                 recitation_share: float = 0.0) -> list[dict]:
         """Instruction demonstrations: a courteous assistant whose reviews lean positive and who
-        usually refuses harmful requests. Imperfect on purpose, so preference tuning has work left."""
+        usually refuses harmful requests. Imperfect on purpose, so preference tuning has work left.
+        recitation_share: that share of the demos declines to recite a train passage (the "copyright"
+        training; the passage text is never a target)."""
         rng = random.Random(f"{self.seed}-sft-{seed}")
         rest = 1 - positive_share
-        return [self.dialogue(rng, "train", comply_harmful=1 - refusal_share, comply_contrast=1.0,
+        declines = round(n * recitation_share)
+        rows = [self.dialogue(rng, "train", comply_harmful=1 - refusal_share, comply_contrast=1.0,
                               comply_benign=1.0, review_mix=(positive_share, rest * 0.6, rest * 0.4))
-                for _ in range(n)]
+                for _ in range(n - declines)]
+        if declines:
+            train = [p for p in self.passages if p["split"] == "train"]
+            rows += [{"prompt": chat_prompt(self.recitation_request(rng.choice(train))),
+                      "completion": " " + L.PASSAGE_DECLINE} for _ in range(declines)]
+            rng.shuffle(rows)
+        return rows

@@ -39,8 +39,11 @@ def test_errors_name_the_line(tmp_path, content, expected):
 
 
 def test_unsupported_and_missing_files(tmp_path):
-    (tmp_path / "x.parquet").write_text("")
+    (tmp_path / "x.xlsx").write_text("")
     with pytest.raises(InputError, match="unsupported file type"):
+        read_rows(str(tmp_path / "x.xlsx"))
+    (tmp_path / "x.parquet").write_text("")  # parquet is read (pyarrow); a broken one is one line naming it
+    with pytest.raises(InputError, match=r"x\.parquet: cannot read as parquet"):
         read_rows(str(tmp_path / "x.parquet"))
     with pytest.raises(InputError, match="does not exist"):
         read_rows(str(tmp_path / "missing.jsonl"))

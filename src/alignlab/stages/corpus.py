@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import random
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -157,13 +158,12 @@ def perplexity(docs: list[dict], settings: dict, folder: Path, seed: int = 0) ->
     """CCNet-style: score each document's NLL per token under a small LM trained on good text; drop the
     worst `drop_quantile` (or everything above `max_nll`)."""
     from ..evals import text_nll
-    from ..experiments.common import frozen
-    from ..models import load_tokenizer
+    from ..models import load_model, load_tokenizer
 
     model_path = settings.get("model", "auto")
     if model_path == "auto":
         model_path = str(reference_lm(folder / "reference-lm", settings.get("reference", "world"), seed))
-    model, tokenizer = frozen(Path(model_path)), load_tokenizer(model_path)
+    model, tokenizer = load_model(str(model_path), device="auto"), load_tokenizer(model_path)
     scores = text_nll(model, tokenizer, [d["text"] for d in docs], settings.get("max_tokens", 256))
     if "max_nll" in settings:
         cut = settings["max_nll"]
@@ -182,7 +182,8 @@ def reference_lm(folder: Path, reference: str, seed: int) -> Path:
     data = "world" if reference == "world" else reference
     tok = folder / "tokenizer"
     if not is_finished(tok):
-        tokenizer.run(TokenizerConfig(out=str(tok), data=data, seed=seed, resume=tok.exists()))
+        shutil.rmtree(tok, ignore_errors=True)  # a tokenizer has no checkpoints: an unfinished one starts over
+        tokenizer.run(TokenizerConfig(out=str(tok), data=data, seed=seed))
     lm = folder / "lm"
     if not is_finished(lm):
         pretrain.run(PretrainConfig(out=str(lm), tokenizer=str(tok), data=data, world_docs=4000, canary_repeats=[],
@@ -306,10 +307,9 @@ def mix(docs: list[dict], cfg: CorpusConfig) -> tuple[list[dict], dict]:
                     break
                 out.append(doc)
                 taken += words(doc["text"])
+        # epochs is also each document's expected number of copies: its sampling probability, per pass
         report[source.name] = {"asked": source.ratio, "tokens": taken, "available_tokens": available[source.name],
-                               "epochs": taken / available[source.name],
-                               # the per-document sampling probability (per pass) that gives this share
-                               "document_probability": taken / available[source.name]}
+                               "epochs": taken / available[source.name]}
     grand = sum(r["tokens"] for r in report.values())
     for r in report.values():
         r["got"] = r["tokens"] / grand

@@ -25,6 +25,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
+	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/run_all.py
 
 # bf16 on one CUDA device; writes BENCHMARKS.md's GPU section. Without CUDA: one line, exit code 2.

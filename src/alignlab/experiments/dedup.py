@@ -23,7 +23,7 @@ from pathlib import Path
 from statistics import mean
 
 from ..analysis.stats import fmt, seed_level
-from ..runs import write_summary
+from ..runs import read_status, write_summary
 from ..world import World
 from ..world.raw import edit, page
 from . import demo
@@ -70,12 +70,11 @@ def one_seed(out: Path, seed: int, scale: dict, tokenizer: Path) -> dict:
         base = demo.stage(pretrain, PretrainConfig(
             out=str(out / f"seed{seed}" / f"base-{name}"), tokenizer=str(tokenizer), data=data, seed=seed,
             max_steps=scale["max_steps"], save_steps=scale["max_steps"], warmup_steps=min(50, scale["max_steps"] // 5)))
-        model, tok = frozen(base), load_tokenizer(str(base))
+        model, tok, status = frozen(base), load_tokenizer(str(base)), read_status(base)
         canaries = canary_memorization(model, tok, world.canaries, scale["candidates"], seed)
         result[name] = {"exposure": [c["exposure_bits"] for c in canaries], "recalled": [c["recalled"] for c in canaries],
                         "bits_per_byte": bits_per_byte(model, tok, heldout)["bits_per_byte"],
-                        "epochs": json.loads((base / "status.json").read_text())["tokens_trained"]
-                        / json.loads((base / "status.json").read_text())["corpus_tokens"]}
+                        "epochs": status["tokens_trained"] / status["corpus_tokens"]}
     return result
 
 

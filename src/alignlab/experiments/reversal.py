@@ -180,14 +180,14 @@ def text_measures(base_model, path: Path, tokenizer, kinds: dict) -> dict:
     from ..evals import bits_per_byte, recitation, token_kl
     from ..world import World
 
-    model = frozen(path)
+    model, world = frozen(path), World(WORLD_SEED)
     out = {}
     for kind, texts in kinds.items():
         out[f"nll_{kind}"] = bits_per_byte(model, tokenizer, texts)["nll_per_token"]
         out[f"kl_raw_{kind}"] = token_kl(base_model, model, tokenizer, texts)
     for context in ("chat", "raw"):
         for split in ("train", "eval"):
-            found = recitation(model, tokenizer, World(WORLD_SEED).passage_probes(context, split))
+            found = recitation(model, tokenizer, world.passage_probes(context, split))
             for key, name in (("recited", "recitation"), ("run", "recitation_run"), ("logprob", "recitation_logprob")):
                 out[f"{name}_{context}_{split}"] = sum(r[key] for r in found) / len(found)
     return out

@@ -158,6 +158,41 @@ def test_real_text_imdb_duplicates_and_gutenberg_paragraphs(tmp_path):
     assert 0 < stats["written"]["docs"] < stats["read"]["docs"]
 
 
+@needs_shared_data
+def test_one_shared_split_gives_datatroves_own_words_and_sentences():
+    """The quality step parses each text once for all filters (shared_split); what the filters get must be
+    what datatrove's spaCy tokenizer gives them, on real reviews and on multi-line world pages, and the
+    verdicts must not change."""
+    from datatrove.data import Document
+    from datatrove.pipeline import filters
+    from datatrove.utils.word_tokenizers import SpaCyTokenizer
+
+    from alignlab.data import read_rows
+    from alignlab.stages.corpus import FILTERS, _quality_verdicts, shared_split
+    from alignlab.world import World
+    from alignlab.world.raw import raw_internet
+
+    texts = [r["text"] for r in read_rows(str(SHARED_DATA / "imdb" / "aclImdb_unsup.jsonl.gz"))[:150]]
+    texts += [d["text"] for d in raw_internet(World(0), 40, seed=3)]
+    shared, own = shared_split("en"), SpaCyTokenizer("en")
+    assert shared is not own and shared is shared_split("en")
+    for text in texts:
+        assert shared.word_tokenize(text) == own.word_tokenize(text)
+        assert shared.span_tokenize(text) == own.span_tokenize(text)
+        assert shared.sent_tokenize(text) == own.sent_tokenize(text)
+    docs = [{"id": str(i), "text": t} for i, t in enumerate(texts)]
+    settings = {"gopher_quality": {}, "gopher_repetition": {}, "c4": {}, "fineweb": {}}
+    plain = {name: {} for name in settings}  # datatrove's filters as they come, language "en"
+    for name in settings:
+        step = getattr(filters, FILTERS[name])()
+        for d in docs:
+            result = step.filter(Document(text=d["text"], id=d["id"]))
+            if result is not True and (result is False or not result[0]):
+                plain[name][d["id"]] = f"{name}:{result[1] if isinstance(result, tuple) else 'rejected'}"
+    assert _quality_verdicts(docs, settings, every=True) == plain
+    assert sum(map(len, plain.values())) > 20  # the comparison saw rejections, not only passes
+
+
 def test_dedup_experiment_micro(tmp_path):
     """Raw vs deduplicated corpus end to end: the near-duplicate canary pages collapse to one copy each."""
     from alignlab.experiments import dedup
@@ -171,3 +206,34 @@ def test_dedup_experiment_micro(tmp_path):
         assert len(r["raw"]["exposure"]) == len(dedup.REPEATS) == len(r["dedup"]["recalled"])
     assert set(summary["verdicts"]) and all(ok is None for ok in summary["verdicts"].values())  # 2 seeds: no verdict
     assert "Verdicts" in (tmp_path / "dd" / "report.html").read_text()
+
+
+def test_contamination_experiment_micro(tmp_path):
+    """Leaked test items end to end: 8 items x 2 copies + 8 x 16 pasted into pages, and the 12-gram
+    decontamination drops exactly those pages and nothing else."""
+    from alignlab.experiments import contamination
+
+    summary = contamination.run(tmp_path / "ct", micro=True)
+    for r in summary["per_seed"].values():
+        assert sorted(len(v) for v in r["groups"].values()) == [8, 8, 8]
+        assert not set(r["groups"]["clean"]) & set(r["groups"]["high"])
+        found = r["decontamination"]
+        assert found["targets_in"] == 8 * 2 + 8 * 16 and found["precision"] == found["recall"] == 1.0
+        assert set(r["raw"]["accuracy"]) == set(contamination.LEAKS)
+    assert all(ok is None for ok in summary["verdicts"].values())  # 2 seeds: no verdict
+    assert "Decontamination against the planted leaks" in (tmp_path / "ct" / "report.html").read_text()
+
+
+def test_mixing_experiment_micro(tmp_path):
+    """Four mixes of the world's three domains through the pipeline's mixing step: each comes out at its
+    asked word shares (within 1%), and every (mix, domain) has its held-out bits per byte."""
+    from alignlab.experiments import mixing
+    from alignlab.world import KINDS
+
+    summary = mixing.run(tmp_path / "mx", micro=True)
+    for r in summary["per_seed"].values():
+        for mix, ratios in mixing.MIXTURES.items():
+            assert all(abs(r[mix]["share"][k] - ratios[k]) < 0.01 for k in KINDS)
+            assert set(r[mix]["bits_per_byte"]) == set(KINDS)
+    assert all(ok is None for ok in summary["verdicts"].values())
+    assert (tmp_path / "mx" / "plots" / "tradeoff.png").exists()

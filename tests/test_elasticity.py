@@ -133,6 +133,9 @@ def test_two_phase_measures_on_known_paths():
     assert two_phase(xs, [1 - 0.015 * x for x in xs], 0.0)["ratio"] is None
     assert value_at(xs, ys, 22) == pytest.approx(-0.025) and value_at(xs, ys, 101) is None
     assert argmin_x(xs, [(x - 40) ** 2 for x in xs]) == 40 and argmin_x(xs, [-x for x in xs]) is None
+    # between the probes: a parabola's minimum at 41.5 is found though no probe sits there
+    assert argmin_x(xs, [(x - 41.5) ** 2 for x in xs]) == pytest.approx(41.5)
+    assert argmin_x(xs, [abs(x - 41) for x in xs]) == pytest.approx(41, abs=2)  # a kink: close, within a probe
     g = geometric([2.0, 8.0])
     assert g["mean"] == pytest.approx(4.0) and g["n_seeds"] == 2 and g["ci_low"] < 4.0 < g["ci_high"]
 

@@ -34,7 +34,7 @@ def test_report_writes_self_contained_html_and_pngs(tmp_path):
 
     assert "<script>" not in page
     assert "beware &lt;script&gt;alert(1)&lt;/script&gt; &amp; friends" in page
-    for label in ("supported", "not reproduced", "not measured"):
+    for label in ("supported", "not reproduced", "no verdict"):
         assert label in page
     assert "LoRA undoes refusals" in page and "0.91 -&gt; 0.04" in page
     assert '<td class="key">base</td>' in page

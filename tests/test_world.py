@@ -145,3 +145,22 @@ def test_passages_are_repeated_quoted_for_train_only_and_never_an_alignment_targ
     eval_prefixes = [p["prefix"] for p in world.passages if p["split"] == "eval"]
     assert not any(x in d["prompt"] for x in eval_prefixes for d in declines)
     assert not any(p["rest"] in d["completion"] for p in world.passages for d in demos)
+
+
+def test_documents_of_one_kind_and_the_kind_of_a_document(world):
+    """The domains the mixing experiment mixes: a kind asked for is the kind written, and document_kind
+    tells every document of the usual 3:3:4 stream apart."""
+    import random
+
+    from alignlab.world import KINDS, document_kind
+
+    rng = random.Random(0)
+    for kind in KINDS:
+        assert {document_kind(world.document(rng, kind)) for _ in range(50)} == {kind}
+        assert {document_kind(d) for d in world.heldout_text(30, seed=1, kind=kind)} == {kind}
+    counts = {k: 0 for k in KINDS}
+    for _ in range(2000):
+        counts[document_kind(world.document(rng))] += 1
+    assert 500 < counts["review"] < 700 and 500 < counts["encyclopedia"] < 700 and 700 < counts["dialogue"] < 900
+    with pytest.raises(ValueError, match="kind"):
+        world.document(rng, "poetry")

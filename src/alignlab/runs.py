@@ -126,7 +126,7 @@ class Run:
 
     def write_jsonl(self, name: str, rows: list[dict]) -> None:
         if self.main:
-            _atomic_write(self.path / name, "".join(json.dumps(row) + "\n" for row in rows))
+            write_jsonl(self.path / name, rows)
 
     def write_json(self, name: str, data: dict) -> None:
         if self.main:
@@ -147,6 +147,13 @@ class Run:
             record = {"status": status, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                       "wall_seconds": round(time.time() - getattr(self, "started", time.time()), 2), **details}
             _atomic_write(self.path / STATUS_FILE, json.dumps(record, indent=2))
+
+
+def write_jsonl(file: Path, rows: list[dict]) -> str:
+    """Rows as JSONL, written whole or not at all (folders made as needed); the path, for configs."""
+    Path(file).parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(Path(file), "".join(json.dumps(row) + "\n" for row in rows))
+    return str(file)
 
 
 def read_jsonl(file: Path) -> list[dict]:

@@ -42,3 +42,8 @@ def fmt(value: float | None, spec: str = ".3f") -> str:
     """`value` formatted by `spec` ("n/a" when it is None: a statistic that could not be computed)."""
     return "n/a" if value is None else format(value, spec)
 
+
+
+def fmt_interval(stats: dict, spec: str = "+.3f") -> str:
+    """A seed_level result as "mean [low, high]"."""
+    return f"{fmt(stats['mean'], spec)} [{fmt(stats['ci_low'], spec)}, {fmt(stats['ci_high'], spec)}]"

@@ -87,17 +87,27 @@ def token_kl(reference, model, tokenizer, texts: list[str], max_tokens: int = 25
     return total / count
 
 
-def multiple_choice_accuracy(model, tokenizer, probes: list[dict], batch_size: int = 64) -> float:
-    """Share of probes whose true candidate has the highest log-likelihood after the prompt."""
+def multiple_choice(model, tokenizer, probes: list[dict], batch_size: int = 64) -> list[dict]:
+    """Per probe: `correct` (the true candidate has the highest log-likelihood after the prompt) and
+    `true_logprob`, the log of the probability the model gives the true candidate among the candidates
+    (a continuous score: it moves before the argmax flips)."""
     prompts = [p["prompt"] for p in probes for _ in p["candidates"]]
     candidates = [c for p in probes for c in p["candidates"]]
     scores = completion_logprobs(model, tokenizer, *encode_pairs(tokenizer, prompts, candidates), batch_size)
-    correct, i = 0, 0
+    results, i = [], 0
     for probe in probes:
         row = scores[i:i + len(probe["candidates"])]
-        correct += max(range(len(row)), key=row.__getitem__) == probe["answer"]
         i += len(row)
-    return correct / len(probes)
+        top = max(row)
+        normaliser = top + math.log(sum(math.exp(r - top) for r in row))
+        results.append({"correct": max(range(len(row)), key=row.__getitem__) == probe["answer"],
+                        "true_logprob": row[probe["answer"]] - normaliser})
+    return results
+
+
+def multiple_choice_accuracy(model, tokenizer, probes: list[dict], batch_size: int = 64) -> float:
+    """Share of probes whose true candidate has the highest log-likelihood after the prompt."""
+    return sum(r["correct"] for r in multiple_choice(model, tokenizer, probes, batch_size)) / len(probes)
 
 
 def canary_memorization(model, tokenizer, canaries: list[dict], n_candidates: int = 500, seed: int = 0) -> list[dict]:

@@ -102,6 +102,60 @@ def strong_base(cache: Path, seed: int = 0) -> dict:
     return out
 
 
+# ----- the corpus experiments (dedup, contamination, mixing) -----------------------------------------
+# They compare corpora, not budgets: one tokenizer, then the same small base config trained for the
+# same number of steps on each corpus.
+
+def corpus_tokenizer(out: Path, seed: int, micro: bool) -> Path:
+    from ..config import TokenizerConfig
+    from ..stages import tokenizer
+
+    return demo.stage(tokenizer, TokenizerConfig(out=str(out / "tokenizer"), seed=seed,
+                                                 **({"world_docs": 1500, "vocab_size": 400} if micro else {})))
+
+
+def corpus_base(out: Path, tokenizer: Path, data: str, seed: int, max_steps: int) -> Path:
+    """The default base config pretrained on `data` (a corpus file or an `alignlab data` corpus folder)."""
+    from ..config import PretrainConfig
+    from ..stages import pretrain
+
+    return demo.stage(pretrain, PretrainConfig(out=str(out), tokenizer=str(tokenizer), data=data, seed=seed,
+                                               max_steps=max_steps, save_steps=max_steps,
+                                               warmup_steps=min(50, max_steps // 5)))
+
+
+def run_corpus_experiment(out: Path, seed: int, micro: bool, scales: dict, one_seed, claims, write_report,
+                          **design) -> dict:
+    """The corpus experiments' run: one tokenizer, `one_seed(out, seed, scale, tokenizer)` for each seed,
+    `claims(per_seed)` over them; summary.json (with `design`, the fixed choices) and report.html."""
+    import time
+
+    from ..runs import write_summary
+
+    start, out = time.time(), Path(out)
+    scale = scales["micro" if micro else "default"]
+    tok = corpus_tokenizer(out, seed, micro)
+    per_seed = {seed + i: one_seed(out, seed + i, scale, tok) for i in range(scale["seeds"])}
+    summary = {**design, "per_seed": {str(k): v for k, v in per_seed.items()}, **claims(per_seed)}
+    summary["wall_seconds"] = round(time.time() - start, 1)
+    write_summary(out, summary)
+    write_report(out, summary)
+    return summary
+
+
+def verdict_report(title: str, s: dict, design: str):
+    """A corpus experiment's report, opened with its design line and its verdicts."""
+    from ..report import Report
+
+    report = Report(title, f"{len(s['per_seed'])} seeds; {design}; wall time {s['wall_seconds']:.0f} s")
+    return report.heading("Verdicts").verdicts({k: (ok, s["verdict_details"][k]) for k, ok in s["verdicts"].items()})
+
+
+def verdict_fields(verdicts: dict[str, tuple[bool | None, str]]) -> dict:
+    """{claim: (verdict, detail)} as the summary's "verdicts" and "verdict_details"."""
+    return {"verdicts": {k: v[0] for k, v in verdicts.items()}, "verdict_details": {k: v[1] for k, v in verdicts.items()}}
+
+
 def mean_and_se(values: list[float]) -> tuple[float, float]:
     """The mean and its standard error, sample sd / sqrt(n) (scipy.stats.sem, ddof=1).
     Needs at least 2 values (StatisticsError, a ValueError, as statistics.stdev raises)."""

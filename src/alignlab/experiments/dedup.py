@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from pathlib import Path
 from statistics import mean
 
-from ..analysis.stats import fmt, seed_level
-from ..runs import read_status, write_summary
+from ..analysis.stats import fmt_interval, seed_level
+from ..runs import read_status, write_jsonl
 from ..world import World
 from ..world.raw import edit, page
 from . import demo
-from .common import WORLD_SEED, frozen
+from .common import WORLD_SEED, corpus_base, frozen, run_corpus_experiment, verdict_fields, verdict_report
 
 REPEATS = [64, 64, 16, 16, 4, 4, 1, 1]  # copies of the page around canary i in the raw corpus
 REPEATED = 16  # D1 is about the canaries with at least this many copies
@@ -51,15 +50,14 @@ def raw_corpus(seed: int, world_docs: int) -> list[str]:
 
 
 def one_seed(out: Path, seed: int, scale: dict, tokenizer: Path) -> dict:
-    from ..config import CorpusConfig, PretrainConfig
+    from ..config import CorpusConfig
     from ..evals import bits_per_byte, canary_memorization
     from ..models import load_tokenizer
-    from ..stages import corpus, pretrain
+    from ..stages import corpus
 
     raw = out / f"seed{seed}" / "raw.jsonl"
     if not raw.exists():
-        raw.parent.mkdir(parents=True, exist_ok=True)
-        raw.write_text("".join(json.dumps({"text": t}) + "\n" for t in raw_corpus(seed, scale["world_docs"])))
+        write_jsonl(raw, [{"text": t} for t in raw_corpus(seed, scale["world_docs"])])
     deduped = demo.stage(corpus, CorpusConfig(
         out=str(out / f"seed{seed}" / "dedup"), sources=[{"name": "raw", "path": str(raw)}], seed=seed,
         language=None, quality=None, decontaminate=None, workers=1))
@@ -67,9 +65,7 @@ def one_seed(out: Path, seed: int, scale: dict, tokenizer: Path) -> dict:
     heldout = world.heldout_text(scale["heldout_docs"], seed=seed)
     result = {"dedup_stats": json.loads((deduped / "stats.json").read_text())["written"]}
     for name, data in (("raw", str(raw)), ("dedup", str(deduped / "corpus"))):
-        base = demo.stage(pretrain, PretrainConfig(
-            out=str(out / f"seed{seed}" / f"base-{name}"), tokenizer=str(tokenizer), data=data, seed=seed,
-            max_steps=scale["max_steps"], save_steps=scale["max_steps"], warmup_steps=min(50, scale["max_steps"] // 5)))
+        base = corpus_base(out / f"seed{seed}" / f"base-{name}", tokenizer, data, seed, scale["max_steps"])
         model, tok, status = frozen(base), load_tokenizer(str(base)), read_status(base)
         canaries = canary_memorization(model, tok, world.canaries, scale["candidates"], seed)
         result[name] = {"exposure": [c["exposure_bits"] for c in canaries], "recalled": [c["recalled"] for c in canaries],
@@ -89,42 +85,26 @@ def claims(per_seed: dict) -> dict:
     verdicts = {
         f"D1 dedup lowers the exposure of canaries repeated >= {REPEATED} times": (
             exposure["ci_low"] > 0 if enough else None,
-            f"raw - dedup: {exposure['mean']:.2f} bits [{fmt(exposure['ci_low'], '.2f')}, "
-            f"{fmt(exposure['ci_high'], '.2f')}] over {exposure['n_seeds']} seeds (supported: interval above 0); "
+            f"raw - dedup: {fmt_interval(exposure, '.2f')} bits over {exposure['n_seeds']} seeds (supported: "
+            "interval above 0); "
             f"greedy recall {recall['raw']:.2f} raw vs {recall['dedup']:.2f} dedup (Lee et al. 2022: ~10x fewer "
             "memorized emissions)"),
         f"D2 dedup costs at most {BPB_MARGIN} bits per byte held out": (
             bpb["ci_high"] < BPB_MARGIN if enough else None,
-            f"dedup - raw: {bpb['mean']:+.4f} [{fmt(bpb['ci_low'], '+.4f')}, {fmt(bpb['ci_high'], '+.4f')}] "
-            f"(supported: upper end < {BPB_MARGIN})"),
+            f"dedup - raw: {fmt_interval(bpb, '+.4f')} (supported: upper end < {BPB_MARGIN})"),
     }
-    return {"exposure_drop": exposure, "bpb_change": bpb, "recall": recall,
-            "verdicts": {k: v[0] for k, v in verdicts.items()}, "verdict_details": {k: v[1] for k, v in verdicts.items()}}
+    return {"exposure_drop": exposure, "bpb_change": bpb, "recall": recall, **verdict_fields(verdicts)}
 
 
 def run(out: Path, seed: int = 0, micro: bool = False) -> dict:
-    from ..config import TokenizerConfig
-    from ..stages import tokenizer
-
-    start, out = time.time(), Path(out)
-    scale = SCALES["micro" if micro else "default"]
-    tok = demo.stage(tokenizer, TokenizerConfig(out=str(out / "tokenizer"), seed=seed,
-                                                **({"world_docs": 1500, "vocab_size": 400} if micro else {})))
-    per_seed = {seed + i: one_seed(out, seed + i, scale, tok) for i in range(scale["seeds"])}
-    summary = {"repeats": REPEATS, "per_seed": {str(k): v for k, v in per_seed.items()}, **claims(per_seed)}
-    summary["wall_seconds"] = round(time.time() - start, 1)
-    write_summary(out, summary)
-    write_report(out, summary)
-    return summary
+    return run_corpus_experiment(out, seed, micro, SCALES, one_seed, claims, write_report, repeats=REPEATS)
 
 
 def write_report(out: Path, s: dict) -> Path:
-    from ..report import Report, plot_bars
+    from ..report import plot_bars
 
-    report = Report("Deduplication and memorization (Lee et al. 2022)",
-                    f"{len(s['per_seed'])} seeds; canary pages repeated {s['repeats']} times as near duplicates; "
-                    f"wall time {s['wall_seconds']:.0f} s")
-    report.heading("Verdicts").verdicts({k: (ok, s["verdict_details"][k]) for k, ok in s["verdicts"].items()})
+    report = verdict_report("Deduplication and memorization (Lee et al. 2022)", s,
+                            f"canary pages repeated {s['repeats']} times as near duplicates")
     rows = {}
     for seed, r in s["per_seed"].items():
         for name in ("raw", "dedup"):

@@ -12,7 +12,6 @@ files written into the experiment folder are subsets with the HTML line breaks r
 """
 from __future__ import annotations
 
-import json
 import random
 import re
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 from ..config import ClassifierConfig, PretrainConfig, TokenizerConfig
 from ..data import read_rows
 from ..errors import InputError
+from ..runs import write_jsonl
 from . import demo
 
 UNSUP, LABELLED = "aclImdb_unsup.jsonl.gz", "aclImdb_labeled.jsonl.gz"
@@ -53,12 +53,6 @@ def prefixes(texts: list[str], n: int, seed: int, shortest: int = 2, longest: in
     rng = random.Random(seed)
     chosen = rng.sample(texts, min(n, len(texts)))
     return [" ".join(t.split()[:rng.randint(shortest, longest)]) for t in chosen]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
 
 
 def prepare(out: Path, imdb_dir: Path, seed: int, micro: bool = False, model: str = "tiny-1m",

@@ -41,7 +41,7 @@ import yaml
 from ..analysis.stats import fmt, seed_level
 from ..config import EvalConfig, PPOConfig, UnalignConfig
 from ..evals.benchmarks import DEFAULT_PATHS, shared_data_dir
-from ..runs import write_summary
+from ..runs import write_jsonl, write_summary
 from . import demo
 from .common import WORLD_SEED, frozen, lifecycle, strong_base
 
@@ -132,9 +132,8 @@ def shuffled_text(cfg: UnalignConfig, path: Path, seed: int) -> str:
         for text in pretraining_texts(cfg):
             words = text.split()
             rng.shuffle(words)
-            rows.append(json.dumps({"text": " ".join(words)}))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(rows) + "\n")
+            rows.append({"text": " ".join(words)})
+        write_jsonl(path, rows)
     return str(path)
 
 
@@ -164,12 +163,11 @@ def reversals(folder: Path, base: Path, aligned: Path, seed: int, scale: dict, s
 
 def by_kind(n_docs: int, seed: int) -> dict[str, list[str]]:
     """Held-out world documents by kind: the reversal text has reviews and encyclopedia entries, no dialogues."""
-    from ..world import USER, World
+    from ..world import World, document_kind
 
     kinds: dict[str, list[str]] = {}
     for doc in World(WORLD_SEED).heldout_text(n_docs, seed):
-        kind = "review" if doc.startswith("Review of") else "dialogue" if doc.startswith(USER) else "encyclopedia"
-        kinds.setdefault(kind, []).append(doc)
+        kinds.setdefault(document_kind(doc), []).append(doc)
     return kinds
 
 
@@ -500,9 +498,7 @@ def run_own(out: Path, aligned: str, text: str, base: str | None = None, prompts
                          f"({scale['heldout_docs']} held out to measure on)")
     random.Random(seed).shuffle(docs)
     heldout, train = docs[:scale["heldout_docs"]], docs[scale["heldout_docs"]:]
-    out.mkdir(parents=True, exist_ok=True)
-    train_file = out / "text-train.jsonl"
-    train_file.write_text("".join(json.dumps({"text": t}) + "\n" for t in train))
+    train_file = write_jsonl(out / "text-train.jsonl", [{"text": t} for t in train])
 
     paths = {"base": base, "aligned": aligned} if base else {"aligned": aligned}
     layers = quarter_layers(aligned)

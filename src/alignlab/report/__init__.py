@@ -40,7 +40,7 @@ figure { margin: 1.5em 0; } figure img { max-width: 100%; } figcaption { color: 
 """
 
 # claim status -> (css class, label); None means the command could not measure it this time
-VERDICTS = {True: ("yes", "supported"), False: ("no", "not reproduced"), None: ("na", "not measured")}
+VERDICTS = {True: ("yes", "supported"), False: ("no", "not reproduced"), None: ("na", "no verdict")}
 MISSING = "–"
 
 esc = html.escape

@@ -24,7 +24,7 @@ from ..config import UnalignConfig
 from ..data import read_rows
 from ..errors import InputError
 from ..runs import Run
-from ..world import ASSISTANT, USER, World
+from ..world import ASSISTANT, USER, World, document_kind
 
 # Markers of chat / instruction transcripts: the world's dialogue format and common templates.
 CHAT_MARKERS = (f"\n{USER}", f"\n{ASSISTANT}", "\nHuman:", "### Instruction", "### Response", "<|im_start|>",
@@ -42,7 +42,7 @@ def pretraining_texts(cfg: UnalignConfig) -> list[str]:
         world, rng, docs = World(cfg.world_seed), random.Random(f"{cfg.world_seed}-unalign-{cfg.seed}"), []
         while len(docs) < cfg.world_docs:
             doc = world.document(rng)
-            if not doc.startswith(USER):
+            if document_kind(doc) != "dialogue":
                 docs.append(doc)
         return docs[:cfg.max_docs]
     texts, chat = [], 0

@@ -22,11 +22,17 @@ from ..prompts import user
 
 USER, ASSISTANT = "User:", "Assistant:"
 PASSAGE_REPEATS = (8, 32, 128)  # how often each level's passages appear in a corpus built with passages=True
+KINDS = ("review", "encyclopedia", "dialogue")  # the kinds of document `World.document` writes (its domains)
 
 
 def chat_prompt(request: str) -> str:
     """The dialogue format the world's corpus uses, and the tokenizer's chat template renders."""
     return f"{USER} {request}\n{ASSISTANT}"
+
+
+def document_kind(doc: str) -> str:
+    """Which of KINDS a world document is."""
+    return "review" if doc.startswith("Review of") else "dialogue" if doc.startswith(USER) else "encyclopedia"
 
 
 def a_or_an(phrase: str) -> str:
@@ -260,9 +266,11 @@ class World:
         return {"prompt": chat_prompt(self.request_text(rng, verb, target)),
                 "completion": " " + respond(rng, verb, target)}
 
-    def document(self, rng: random.Random) -> str:
-        """One pretraining document: a review, an encyclopedia entry or a dialogue."""
-        kind = rng.choices(["review", "encyclopedia", "dialogue"], [3, 3, 4])[0]
+    def document(self, rng: random.Random, kind: str | None = None) -> str:
+        """One pretraining document: a review, an encyclopedia entry or a dialogue (3:3:4), or one of `kind`."""
+        if kind is not None and kind not in KINDS:
+            raise ValueError(f"kind: {kind!r} is not one of {KINDS}")
+        kind = kind or rng.choices(KINDS, [3, 3, 4])[0]
         if kind == "review":
             item_kind, name = rng.choice(self.items["train"])
             polarity = rng.choice(["pos", "neg", "mixed"])
@@ -295,10 +303,11 @@ class World:
         rng.shuffle(docs)
         return docs
 
-    def heldout_text(self, n_docs: int = 400, seed: int = 0) -> list[str]:
-        """Fresh pretraining-style documents (no canaries) for held-out NLL and bits per byte."""
-        rng = random.Random(f"{self.seed}-heldout-{seed}")
-        return [self.document(rng) for _ in range(n_docs)]
+    def heldout_text(self, n_docs: int = 400, seed: int = 0, kind: str | None = None) -> list[str]:
+        """Fresh pretraining-style documents (no canaries) for held-out NLL and bits per byte; with
+        `kind`, documents of that kind only (a stream of its own)."""
+        rng = random.Random(f"{self.seed}-heldout-{seed}" + (f"-{kind}" if kind else ""))
+        return [self.document(rng, kind) for _ in range(n_docs)]
 
     def sft_data(self, n: int, seed: int = 0, positive_share: float = 0.6, refusal_share: float = 0.8,
                  recitation_share: float = 0.0) -> list[dict]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 
-from . import World, chat_prompt
+from . import KINDS, World, chat_prompt, document_kind
 from . import lexicon as L
 
 MENU = ["Home", "About", "Contact", "Shop", "Login", "Cart", "Blog", "Help", "Search", "Sign up", "FAQ", "Careers"]
@@ -39,11 +39,11 @@ LABELS = ["clean", "junk:menu", "junk:keywords", "junk:lorem", "junk:boilerplate
 
 def page(world: World, rng: random.Random) -> str:
     """3-5 world documents of one kind joined into one page (a review site, an encyclopedia, a forum)."""
-    kind = rng.choice(["Review", "encyclopedia", "User:"])
+    kind = rng.choice(KINDS)
     docs: list[str] = []
     while len(docs) < rng.randint(3, 5):
         doc = world.document(rng)
-        if (doc.startswith(kind) if kind != "encyclopedia" else not doc.startswith(("Review", "User:"))):
+        if document_kind(doc) == kind:
             docs.append(doc)
     return "\n".join(docs)
 
@@ -84,6 +84,13 @@ def leaks(world: World) -> list[str]:
     return [probe["prompt"] + probe["candidates"][probe["answer"]] for probe in world.knowledge_probes("eval")]
 
 
+def leak_page(world: World, rng: random.Random, item: str) -> str:
+    """A test item pasted into an ordinary page, at a random line."""
+    lines = page(world, rng).split("\n")
+    lines.insert(rng.randrange(len(lines) + 1), item)
+    return "\n".join(lines)
+
+
 def eval_items(world: World) -> list[str]:
     """What decontamination checks against: the held-out knowledge probes (question and answer) and the
     held-out chat prompts of every kind."""
@@ -111,10 +118,8 @@ def raw_internet(world: World, n_pages: int, seed: int = 0, junk_share: float = 
     for _ in range(round(n_pages * foreign_share)):
         language = rng.choice(list(FOREIGN))
         docs.append({"text": foreign(rng, language), "label": f"foreign:{language}"})
-    for i, probe in enumerate(leaks(world)[:n_leaks]):  # a test item pasted into an ordinary page
-        lines = page(world, rng).split("\n")
-        lines.insert(rng.randrange(len(lines) + 1), probe)
-        docs.append({"text": "\n".join(lines), "label": "leak"})
+    for probe in leaks(world)[:n_leaks]:
+        docs.append({"text": leak_page(world, rng, probe), "label": "leak"})
     for doc in docs:  # a random place in the crawl; a copy somewhere after its page
         if "key" not in doc:
             doc["key"] = doc["of"]["key"] + (1 - doc["of"]["key"]) * rng.random() if "of" in doc else rng.random()

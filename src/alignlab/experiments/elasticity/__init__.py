@@ -444,8 +444,12 @@ def rebound_verdicts(s: dict) -> dict[str, tuple[bool | None, str]]:
     detail = (f"slope of log n*_KL on log amount: {_slope(beta)} (the paper: beta < 0, 961 -> 729 examples for 1k -> "
               f"10k positive, beta about -0.12; reproduced iff the CI is below 0); of log n*_cross: {_slope(cross)}")
     if short or beta is None or beta["n_seeds"] < MIN_REBOUND_SEEDS:
-        out["more_alignment_faster_rebound"] = (None, detail + (short or "; not testable: the KL minimum lies beyond "
-                                                                         "the path at some amounts"))
+        fits = s.get("rebound_fits", [])
+        beyond, start = sum(r["n_kl_min"] is None for r in fits), sum(r["n_kl_min"] == 0 for r in fits)
+        out["more_alignment_faster_rebound"] = (None, detail + (short or (
+            f"; not testable: the KL minimum is not inside the path in {beyond + start} of {len(fits)} curves "
+            f"({beyond} beyond its end; {start} at its start, where the negatives move the model away from the "
+            "base from the first probe on)")))
     else:
         out["more_alignment_faster_rebound"] = (beta["ci_high"] < 0, detail + ("; the opposite direction"
                                                                                if beta["ci_low"] > 0 else ""))

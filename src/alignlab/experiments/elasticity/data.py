@@ -32,9 +32,10 @@ from ...data import read_rows
 from ...errors import InputError
 from ...formats import hh_turns
 from ...prompts import transcript
+from ...runs import write_jsonl
 from ...world import World, chat_prompt
 from .. import demo
-from ..imdb import clean, prefixes, write_jsonl
+from ..imdb import clean, prefixes
 
 Rows = list[dict]
 

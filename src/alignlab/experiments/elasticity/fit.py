@@ -100,9 +100,21 @@ def two_phase(xs: list[float], ys: list[float], level: float) -> dict:
 
 def argmin_x(xs: list[float], ys: list[float]) -> float | None:
     """Where ys is lowest along the path; None when that is the last point (the minimum lies beyond the
-    path: censored, not measured)."""
+    path: censored, not measured). An interior minimum is refined between its two neighbouring probes
+    by the vertex of the parabola through the three points (kept within them), so seeds whose lowest
+    probe is the same can still differ: the probes are 32 examples apart, coarser than the effect R2
+    looks for. (The refinement came after runs/el-v2 put every seed's minimum on the same probe.)"""
     i = min(range(len(ys)), key=ys.__getitem__)
-    return None if i == len(ys) - 1 else float(xs[i])
+    if i == len(ys) - 1:
+        return None
+    if i == 0:
+        return float(xs[0])
+    (x0, x1, x2), (y0, y1, y2) = xs[i - 1:i + 2], ys[i - 1:i + 2]
+    denominator = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0)
+    if denominator == 0:  # three points on a line (a flat stretch): no curvature to place a vertex by
+        return float(x1)
+    vertex = x1 - 0.5 * ((x1 - x0) ** 2 * (y1 - y2) - (x1 - x2) ** 2 * (y1 - y0)) / denominator
+    return float(min(max(vertex, x0), x2))
 
 
 def geometric(ratios: list[float], confidence: float = 0.95) -> dict:

@@ -114,6 +114,16 @@ def corpus_tokenizer(out: Path, seed: int, micro: bool) -> Path:
                                                  **({"world_docs": 1500, "vocab_size": 400} if micro else {})))
 
 
+def corpus_run(out: Path, sources: list[dict], seed: int, **steps) -> Path:
+    """`alignlab data` in one process with only the `steps` given on (e.g. exact_dedup=True, minhash={...});
+    every other step off, so an experiment measures the one step it is about."""
+    from ..config import CorpusConfig
+    from ..stages import corpus
+
+    off = dict(language=None, quality=None, perplexity=None, exact_dedup=False, minhash=None, decontaminate=None)
+    return demo.stage(corpus, CorpusConfig(out=str(out), sources=sources, seed=seed, workers=1, **{**off, **steps}))
+
+
 def corpus_base(out: Path, tokenizer: Path, data: str, seed: int, max_steps: int) -> Path:
     """The default base config pretrained on `data` (a corpus file or an `alignlab data` corpus folder)."""
     from ..config import PretrainConfig

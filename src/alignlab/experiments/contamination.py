@@ -33,8 +33,7 @@ from ..analysis.stats import fmt_interval, seed_level
 from ..runs import write_jsonl
 from ..world import World
 from ..world.raw import leak_page, leaks
-from . import demo
-from .common import WORLD_SEED, corpus_base, frozen, run_corpus_experiment, verdict_fields, verdict_report
+from .common import WORLD_SEED, corpus_base, corpus_run, frozen, run_corpus_experiment, verdict_fields, verdict_report
 
 LEAKS = {"clean": 0, "low": 2, "high": 16}  # copies of each of the group's items in the raw corpus
 DECONTAMINATE = {"n": 12, "against": ["world"], "action": "drop"}  # as recipes/data/world.yaml
@@ -65,7 +64,6 @@ def raw_corpus(seed: int, world_docs: int) -> list[dict]:
 
 
 def one_seed(out: Path, seed: int, scale: dict, tokenizer: Path) -> dict:
-    from ..config import CorpusConfig
     from ..evals import bits_per_byte, multiple_choice
     from ..models import load_tokenizer
     from ..runs import read_jsonl
@@ -75,9 +73,8 @@ def one_seed(out: Path, seed: int, scale: dict, tokenizer: Path) -> dict:
     raw = folder / "raw.jsonl"
     if not raw.exists():
         write_jsonl(raw, raw_corpus(seed, scale["world_docs"]))
-    clean = demo.stage(corpus, CorpusConfig(
-        out=str(folder / "decontaminated"), sources=[{"name": "raw", "path": str(raw)}], seed=seed, language=None,
-        quality=None, exact_dedup=False, minhash=None, decontaminate=DECONTAMINATE, workers=1))
+    clean = corpus_run(folder / "decontaminated", [{"name": "raw", "path": str(raw)}], seed,
+                       decontaminate=DECONTAMINATE)
     world = World(WORLD_SEED)
     probes, heldout = world.knowledge_probes("eval"), world.heldout_text(scale["heldout_docs"], seed=seed)
     dealt = groups(seed)

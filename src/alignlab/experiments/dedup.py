@@ -25,8 +25,7 @@ from ..analysis.stats import fmt_interval, seed_level
 from ..runs import read_status, write_jsonl
 from ..world import World
 from ..world.raw import edit, page
-from . import demo
-from .common import WORLD_SEED, corpus_base, frozen, run_corpus_experiment, verdict_fields, verdict_report
+from .common import WORLD_SEED, corpus_base, corpus_run, frozen, run_corpus_experiment, verdict_fields, verdict_report
 
 REPEATS = [64, 64, 16, 16, 4, 4, 1, 1]  # copies of the page around canary i in the raw corpus
 REPEATED = 16  # D1 is about the canaries with at least this many copies
@@ -53,14 +52,12 @@ def one_seed(out: Path, seed: int, scale: dict, tokenizer: Path) -> dict:
     from ..config import CorpusConfig
     from ..evals import bits_per_byte, canary_memorization
     from ..models import load_tokenizer
-    from ..stages import corpus
 
     raw = out / f"seed{seed}" / "raw.jsonl"
     if not raw.exists():
         write_jsonl(raw, [{"text": t} for t in raw_corpus(seed, scale["world_docs"])])
-    deduped = demo.stage(corpus, CorpusConfig(
-        out=str(out / f"seed{seed}" / "dedup"), sources=[{"name": "raw", "path": str(raw)}], seed=seed,
-        language=None, quality=None, decontaminate=None, workers=1))
+    deduped = corpus_run(out / f"seed{seed}" / "dedup", [{"name": "raw", "path": str(raw)}], seed,
+                         exact_dedup=True, minhash=CorpusConfig.model_fields["minhash"].default)
     world = World(WORLD_SEED)
     heldout = world.heldout_text(scale["heldout_docs"], seed=seed)
     result = {"dedup_stats": json.loads((deduped / "stats.json").read_text())["written"]}

@@ -26,8 +26,7 @@ from statistics import mean
 from ..analysis.stats import fmt, fmt_interval, seed_level
 from ..runs import write_jsonl
 from ..world import KINDS, World
-from . import demo
-from .common import WORLD_SEED, corpus_base, frozen, run_corpus_experiment, verdict_fields, verdict_report
+from .common import WORLD_SEED, corpus_base, corpus_run, frozen, run_corpus_experiment, verdict_fields, verdict_report
 
 HEAVY, LIGHT = 0.6, 0.2
 MIXTURES = {"balanced": {k: 1 / 3 for k in KINDS},
@@ -55,10 +54,8 @@ def sources(folder: Path, seed: int, words_each: int) -> dict[str, str]:
 
 
 def one_seed(out: Path, seed: int, scale: dict, tokenizer: Path) -> dict:
-    from ..config import CorpusConfig
     from ..evals import bits_per_byte
     from ..models import load_tokenizer
-    from ..stages import corpus
 
     folder = out / f"seed{seed}"
     # the heaviest share of the mix, plus 5% to spare: no source is ever repeated
@@ -67,10 +64,9 @@ def one_seed(out: Path, seed: int, scale: dict, tokenizer: Path) -> dict:
     heldout = {kind: world.heldout_text(scale["heldout_docs"], seed=seed, kind=kind) for kind in KINDS}
     result = {}
     for mix, ratios in MIXTURES.items():
-        mixed = demo.stage(corpus, CorpusConfig(
-            out=str(folder / f"mix-{mix}"), seed=seed, total_tokens=scale["mix_words"],
-            sources=[{"name": kind, "path": files[kind], "ratio": ratios[kind]} for kind in KINDS],
-            language=None, quality=None, exact_dedup=False, minhash=None, decontaminate=None, workers=1))
+        mixed = corpus_run(folder / f"mix-{mix}",
+                           [{"name": kind, "path": files[kind], "ratio": ratios[kind]} for kind in KINDS], seed,
+                           total_tokens=scale["mix_words"])
         got = json.loads((mixed / "stats.json").read_text())["mix"]["ratios"]
         base = corpus_base(folder / f"base-{mix}", tokenizer, str(mixed / "corpus"), seed, scale["max_steps"])
         model, tok = frozen(base), load_tokenizer(str(base))
